@@ -1,0 +1,247 @@
+/**
+ * @module The HTTP apps: the webhook (`POST /log-request`) and the operations port (metrics, health).
+ *
+ * One request's path: read the body (capped, with a deadline) → parseReview → buildLine → sink.write
+ * → answer. The line is in the sink before the answer leaves.
+ */
+import { Hono } from 'hono';
+import type { Clock } from './clock.ts';
+import { formatRfc3339Nano } from './clock.ts';
+import { buildLine } from './line.ts';
+import type { Logger } from './log.ts';
+import type { Metrics } from './metrics.ts';
+import { allowedAnswer, type InvalidReason, parseReview } from './review.ts';
+import type { LineSink } from './sink/sink.ts';
+
+/** What {@link createApp} needs; everything explicit, nothing global. */
+export type AppDeps = {
+  sink: LineSink;
+  metrics: Metrics;
+  clock: Clock;
+  log: Logger;
+  /** Largest body accepted, in bytes; larger ones get 413 and are not read. */
+  maxRequestBytes: number;
+  /** Deadline for receiving the body, in ms; a slower client gets 408. */
+  requestTimeoutMs: number;
+};
+
+/** Refusals that are not about the body's content (status, reason label). */
+type HttpRefusal = 'method_not_allowed' | 'not_found' | 'unsupported_media_type' | 'too_large' | 'timeout';
+
+const JSON_HEADERS = { 'content-type': 'application/json' } as const;
+/** Least time between two "write failed" log entries, so a full disk does not flood stderr. */
+const WRITE_FAILURE_LOG_INTERVAL_MS = 1_000;
+
+/** Builds an error answer: `{"code":N,"reason":"...","message":"..."}` with the given status. */
+export function errorResponse(
+  status: number,
+  reason: InvalidReason | HttpRefusal | 'internal',
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
+  return new Response(JSON.stringify({ code: status, reason, message }), {
+    status,
+    headers: { ...JSON_HEADERS, ...headers },
+  });
+}
+
+/** Whether a Content-Type header names application/json (parameters such as charset allowed). */
+export function isJsonContentType(value: string | null): boolean {
+  if (value === null) return false;
+  const semi = value.indexOf(';');
+  const type = (semi < 0 ? value : value.slice(0, semi)).trim().toLowerCase();
+  return type === 'application/json';
+}
+
+/** A body that could not be read, as the answer to send. */
+class BodyRefused {
+  constructor(readonly response: Response) {}
+}
+
+/**
+ * Reads a request body into bytes, refusing it once it passes `cap` bytes (413) or when it has not
+ * arrived within `timeoutMs` (408). A declared Content-Length over the cap is refused unread.
+ */
+async function readBody(req: Request, cap: number, timeoutMs: number): Promise<Uint8Array | BodyRefused> {
+  const tooLarge = () =>
+    new BodyRefused(
+      errorResponse(413, 'too_large', `request body is larger than the ${cap} byte limit`, {
+        connection: 'close',
+      }),
+    );
+  const declared = req.headers.get('content-length');
+  if (declared !== null && Number(declared) > cap) return tooLarge();
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<BodyRefused>((resolve) => {
+    timer = setTimeout(
+      () =>
+        resolve(
+          new BodyRefused(
+            errorResponse(408, 'timeout', `request body not received within ${timeoutMs} ms`, {
+              connection: 'close',
+            }),
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    if (declared !== null) {
+      return await Promise.race([req.arrayBuffer().then((b) => new Uint8Array(b)), deadline]);
+    }
+    return await Promise.race([readChunked(req, cap, tooLarge), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Reads a body of unknown length chunk by chunk, stopping as soon as it passes the cap. */
+async function readChunked(req: Request, cap: number, tooLarge: () => BodyRefused): Promise<Uint8Array | BodyRefused> {
+  if (req.body === null) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = req.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > cap) {
+      await reader.cancel().catch(() => {});
+      return tooLarge();
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1) return chunks[0] as Uint8Array;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/** Pulls the fields an operator wants in a debug entry; parses the line only when debug is on. */
+function describeForDebug(line: Uint8Array): Record<string, unknown> {
+  const parsed = JSON.parse(new TextDecoder().decode(line)) as {
+    request?: {
+      uid?: unknown;
+      operation?: unknown;
+      kind?: { group?: unknown; kind?: unknown };
+      subResource?: unknown;
+      namespace?: unknown;
+      name?: unknown;
+      userInfo?: { username?: unknown };
+    };
+  };
+  const r = parsed.request ?? {};
+  return {
+    uid: r.uid,
+    operation: r.operation,
+    kind: r.kind?.kind,
+    group: r.kind?.group,
+    subResource: r.subResource,
+    namespace: r.namespace,
+    name: r.name,
+    user: r.userInfo?.username,
+  };
+}
+
+/** Creates the webhook app: `POST /log-request`, 405 for other methods there, 404 elsewhere. */
+export function createApp(deps: AppDeps): Hono {
+  const { sink, metrics, clock, log, maxRequestBytes, requestTimeoutMs } = deps;
+  const app = new Hono();
+  let lastFailureLog = 0;
+  let suppressedFailures = 0;
+
+  function refuse(status: number, reason: InvalidReason | HttpRefusal, message: string, headers = {}): Response {
+    metrics.invalidRequests.inc({ reason });
+    log.debug('request refused', { status, reason });
+    return errorResponse(status, reason, message, headers);
+  }
+
+  app.post('/log-request', async function logRequest(c) {
+    const arrived = clock();
+    metrics.httpRequests.inc();
+    const req = c.req.raw;
+    if (!isJsonContentType(req.headers.get('content-type'))) {
+      return refuse(415, 'unsupported_media_type', 'Content-Type must be application/json');
+    }
+    const body = await readBody(req, maxRequestBytes, requestTimeoutMs);
+    if (body instanceof BodyRefused) {
+      const reason = body.response.status === 413 ? 'too_large' : 'timeout';
+      metrics.invalidRequests.inc({ reason });
+      log.debug('request refused', { status: body.response.status, reason });
+      return body.response;
+    }
+    const review = parseReview(body);
+    if (!review.ok) return refuse(400, review.reason, review.message);
+
+    const line = buildLine(review, formatRfc3339Nano(arrived));
+    try {
+      await sink.write(line);
+      metrics.validRequests.inc();
+      if (log.debugEnabled) log.debug('request logged', describeForDebug(line));
+    } catch (err) {
+      // Fail open: the API server is told "allowed" (as `failurePolicy: Ignore` would do anyway), but
+      // the loss is counted by the sink observer and logged here, never silent.
+      const now = Date.now();
+      if (now - lastFailureLog >= WRITE_FAILURE_LOG_INTERVAL_MS) {
+        log.error('audit line not written; request allowed without a record', {
+          error: err,
+          suppressedSinceLast: suppressedFailures,
+        });
+        lastFailureLog = now;
+        suppressedFailures = 0;
+      } else {
+        suppressedFailures++;
+      }
+    }
+    metrics.requestDuration.observe(Number(clock() - arrived) / 1e9);
+    return new Response(allowedAnswer(review), { headers: JSON_HEADERS });
+  });
+
+  app.all('/log-request', function methodNotAllowed(c) {
+    metrics.httpRequests.inc();
+    return refuse(405, 'method_not_allowed', `method ${c.req.method} not allowed; use POST`, { allow: 'POST' });
+  });
+
+  app.notFound(function notFound(c) {
+    metrics.httpRequests.inc();
+    return refuse(404, 'not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`);
+  });
+
+  app.onError(function onError(err) {
+    log.error('unexpected error while handling a request', { error: err });
+    return errorResponse(500, 'internal', 'internal error');
+  });
+
+  return app;
+}
+
+/** What the operations app needs. */
+export type OpsDeps = {
+  metrics: Metrics;
+  /** Readiness checks by name; each returns true when healthy. */
+  readiness: Record<string, () => boolean>;
+};
+
+/** Creates the operations app: `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (checks). */
+export function createOpsApp(deps: OpsDeps): Hono {
+  const app = new Hono();
+  app.get('/metrics', async function metricsText() {
+    const text = await deps.metrics.registry.metrics();
+    return new Response(text, { headers: { 'content-type': deps.metrics.registry.contentType } });
+  });
+  app.get('/healthz', function healthz(c) {
+    return c.text('ok\n');
+  });
+  app.get('/readyz', function readyz(c) {
+    const failed = Object.entries(deps.readiness)
+      .filter(([, check]) => !check())
+      .map(([name]) => name);
+    return failed.length === 0 ? c.text('ok\n') : c.text(`not ready: ${failed.join(', ')}\n`, 503);
+  });
+  return app;
+}

@@ -1,0 +1,112 @@
+/**
+ * @module Prometheus metrics on a private registry: 1.x's two counters plus what an operator alerts on.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { SinkObserver } from './sink/sink.ts';
+
+/**
+ * Request duration buckets, in seconds. The API server's webhook timeout is 10 s by default; most
+ * answers take well under a millisecond, so the buckets are dense below 10 ms.
+ */
+const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 2.5, 10];
+
+/** The metrics kube-audit-rest keeps, and the registry that exposes them. */
+export type Metrics = {
+  /** The private registry; `/metrics` serves `registry.metrics()`. */
+  readonly registry: Registry;
+  /** Every request to the webhook port (1.x name). */
+  readonly httpRequests: Counter;
+  /** Requests whose line was written (1.x name). */
+  readonly validRequests: Counter;
+  /** Refused requests, by reason. */
+  readonly invalidRequests: Counter<'reason'>;
+  /** Time from arrival to answer of valid requests, in seconds. */
+  readonly requestDuration: Histogram;
+  /** Lines that could not be written. */
+  readonly writeFailures: Counter;
+  /** Bytes of audit lines written. */
+  readonly bytesWritten: Counter;
+  /** Rotations of the audit file. */
+  readonly rotations: Counter;
+  /** Reopens of the audit file after it was deleted or moved away. */
+  readonly reopens: Counter;
+  /** Successful and failed certificate reloads. */
+  readonly certReloads: Counter<'result'>;
+  /** Expiry of the certificate being served, as a Unix time in seconds. */
+  readonly certExpiry: Gauge;
+  /** The sink observer that feeds the write metrics. */
+  readonly sinkObserver: SinkObserver;
+};
+
+/** Creates the metrics on a new private registry, with prom-client's default process and runtime metrics. */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const writeFailures = new Counter({
+    name: 'kube_audit_rest_write_failures_total',
+    help: 'Audit lines that could not be written (disk full, file gone, ...); these requests were not logged',
+    registers,
+  });
+  const bytesWritten = new Counter({
+    name: 'kube_audit_rest_written_bytes_total',
+    help: 'Bytes of audit lines written to the sink',
+    registers,
+  });
+  const rotations = new Counter({
+    name: 'kube_audit_rest_log_rotations_total',
+    help: 'Times the audit log file was rotated',
+    registers,
+  });
+  const reopens = new Counter({
+    name: 'kube_audit_rest_log_reopens_total',
+    help: 'Times the audit log file was found deleted or moved away and was reopened',
+    registers,
+  });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'kube_audit_rest_http_requests_total',
+      help: 'Total number of requests to kube-audit-rest',
+      registers,
+    }),
+    validRequests: new Counter({
+      name: 'kube_audit_rest_valid_requests_processed_total',
+      help: 'Total number of valid requests processed (their audit line was written)',
+      registers,
+    }),
+    invalidRequests: new Counter({
+      name: 'kube_audit_rest_invalid_requests_total',
+      help: 'Requests refused without writing anything, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'kube_audit_rest_request_duration_seconds',
+      help: 'Time from the arrival of a valid request to its answer, including the write',
+      buckets: DURATION_BUCKETS,
+      registers,
+    }),
+    writeFailures,
+    bytesWritten,
+    rotations,
+    reopens,
+    certReloads: new Counter({
+      name: 'kube_audit_rest_certificate_reloads_total',
+      help: 'Certificate reloads after the files changed, by result (success or failure)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    certExpiry: new Gauge({
+      name: 'kube_audit_rest_certificate_expiry_timestamp_seconds',
+      help: 'Expiry (notAfter) of the certificate being served, as a Unix time in seconds',
+      registers,
+    }),
+    sinkObserver: {
+      written: (_lines, bytes) => bytesWritten.inc(bytes),
+      failed: (lines) => writeFailures.inc(lines),
+      rotated: () => rotations.inc(),
+      reopened: () => reopens.inc(),
+    },
+  };
+}

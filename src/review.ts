@@ -1,0 +1,108 @@
+/**
+ * @module The request bytes: check that they are an AdmissionReview we can log, and build the answer.
+ *
+ * Works on the bytes from the socket (see json-scan.ts); nothing here decodes the whole body.
+ */
+import { type ScanErrorReason, type Span, scanJson } from './json-scan.ts';
+
+/** AdmissionReview versions the API server may send (`admissionReviewVersions` in the webhook). */
+export const API_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
+
+/** One of {@link API_VERSIONS}. */
+export type ApiVersion = (typeof API_VERSIONS)[number];
+
+/** Why a body was refused; the `reason` label of the invalid-request metric. */
+export type InvalidReason =
+  | ScanErrorReason
+  | 'wrong_kind'
+  | 'wrong_api_version'
+  | 'missing_request'
+  | 'missing_uid'
+  | 'invalid_uid';
+
+/** A body we can log: its compacted bytes and what the answer and line need. */
+export type Review = {
+  ok: true;
+  /** The body without insignificant whitespace, bytes otherwise untouched. */
+  compact: Uint8Array;
+  apiVersion: ApiVersion;
+  /** The uid's JSON string token exactly as sent (quotes included), to echo in the answer. */
+  uidToken: Uint8Array;
+  /** Span of an existing top-level `requestReceivedTimestamp` value in `compact` (start -1 if none). */
+  timestamp: Span;
+};
+
+/** A body we refuse, with the reason code and a message for the caller. */
+export type Invalid = { ok: false; reason: InvalidReason; message: string };
+
+const decoder = new TextDecoder();
+const BACKSLASH = 0x5c;
+const QUOTE = 0x22;
+
+/** Decodes a JSON string token, or returns undefined if the token is not a string. */
+function stringValue(bytes: Uint8Array, span: Span): string | undefined {
+  if (span.start < 0 || bytes[span.start] !== QUOTE) return undefined;
+  const token = bytes.subarray(span.start, span.end);
+  // Tokens were validated by the scanner; only escaped ones need the full decoder.
+  return token.includes(BACKSLASH)
+    ? (JSON.parse(decoder.decode(token)) as string)
+    : decoder.decode(token.subarray(1, -1));
+}
+
+function invalid(reason: InvalidReason, message: string): Invalid {
+  return { ok: false, reason, message };
+}
+
+/**
+ * Checks a request body: valid JSON (see {@link scanJson}), an object with `kind: "AdmissionReview"`,
+ * a supported `apiVersion`, and a `request` object holding a non-empty string `uid`.
+ */
+export function parseReview(body: Uint8Array): Review | Invalid {
+  const scan = scanJson(body);
+  if (!scan.ok) return invalid(scan.reason, scan.message);
+  const { compact } = scan;
+  if (!scan.isObject) return invalid('not_object', 'request body must be a JSON object (an AdmissionReview)');
+  if (stringValue(compact, scan.kind) !== 'AdmissionReview') {
+    return invalid('wrong_kind', 'kind must be "AdmissionReview"');
+  }
+  const apiVersion = stringValue(compact, scan.apiVersion);
+  if (!API_VERSIONS.includes(apiVersion as ApiVersion)) {
+    return invalid('wrong_api_version', `apiVersion must be one of ${API_VERSIONS.join(', ')}`);
+  }
+  if (!scan.requestIsObject) return invalid('missing_request', 'request must be an object');
+  if (scan.uid.start < 0) return invalid('missing_uid', 'request.uid is missing');
+  const uid = stringValue(compact, scan.uid);
+  if (uid === undefined) return invalid('invalid_uid', 'request.uid must be a string');
+  if (uid === '') return invalid('invalid_uid', 'request.uid must not be empty');
+  return {
+    ok: true,
+    compact,
+    apiVersion: apiVersion as ApiVersion,
+    uidToken: compact.subarray(scan.uid.start, scan.uid.end),
+    timestamp: scan.timestamp,
+  };
+}
+
+const encoder = new TextEncoder();
+const ANSWER_HEAD: Record<ApiVersion, Uint8Array> = {
+  'admission.k8s.io/v1': encoder.encode(
+    '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":',
+  ),
+  'admission.k8s.io/v1beta1': encoder.encode(
+    '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","response":{"uid":',
+  ),
+};
+const ANSWER_TAIL = encoder.encode(',"allowed":true}}');
+
+/**
+ * Builds the "allowed" answer: an AdmissionReview of the request's version whose `response.uid` is the
+ * request's uid token, copied byte for byte (it is already valid JSON, whatever characters it holds).
+ */
+export function allowedAnswer(review: Review): Uint8Array {
+  const head = ANSWER_HEAD[review.apiVersion];
+  const out = new Uint8Array(head.length + review.uidToken.length + ANSWER_TAIL.length);
+  out.set(head, 0);
+  out.set(review.uidToken, head.length);
+  out.set(ANSWER_TAIL, head.length + review.uidToken.length);
+  return out;
+}

@@ -1,0 +1,151 @@
+import { describe, expect, it } from 'bun:test';
+import {
+  type Config,
+  DEFAULT_MAX_REQUEST_BYTES,
+  HELP,
+  MEGABYTE,
+  type ParseResult,
+  parseArgs,
+  parseDuration,
+} from '../src/config.ts';
+
+function config(result: ParseResult): Config {
+  if (result.kind !== 'config') throw new Error(`expected a config, got ${JSON.stringify(result)}`);
+  return result.config;
+}
+
+function error(result: ParseResult): string {
+  if (result.kind !== 'error') throw new Error(`expected an error, got ${JSON.stringify(result)}`);
+  return result.message;
+}
+
+describe('parseArgs', () => {
+  it('applies the 1.x defaults when no flag is given', () => {
+    expect(config(parseArgs([]))).toEqual({
+      loggerFilename: '/tmp/kube-audit-rest.log',
+      auditToStdLog: false,
+      loggerMaxSizeBytes: 500 * MEGABYTE,
+      loggerMaxBackups: 1,
+      certFilename: '/etc/tls/tls.crt',
+      certKeyFilename: '/etc/tls/tls.key',
+      serverPort: 9090,
+      metricsPort: 55555,
+      bindAddress: '0.0.0.0',
+      maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES,
+      requestTimeoutMs: 8000,
+      shutdownTimeoutMs: 15000,
+      tlsReloadIntervalMs: 10000,
+      verbose: false,
+    });
+  });
+
+  it('takes every flag both as --flag=value and as --flag value', () => {
+    const pairs: [string, string, keyof Config, unknown][] = [
+      ['logger-filename', '/var/log/a.log', 'loggerFilename', '/var/log/a.log'],
+      ['logger-max-size', '7', 'loggerMaxSizeBytes', 7 * MEGABYTE],
+      ['logger-max-backups', '0', 'loggerMaxBackups', 0],
+      ['cert-filename', '/c.pem', 'certFilename', '/c.pem'],
+      ['cert-key-filename', '/k.pem', 'certKeyFilename', '/k.pem'],
+      ['server-port', '8443', 'serverPort', 8443],
+      ['metrics-port', '9100', 'metricsPort', 9100],
+      ['bind-address', '127.0.0.1', 'bindAddress', '127.0.0.1'],
+      ['max-request-bytes', '2048', 'maxRequestBytes', 2048],
+      ['request-timeout', '500ms', 'requestTimeoutMs', 500],
+      ['shutdown-timeout', '2s', 'shutdownTimeoutMs', 2000],
+      ['tls-reload-interval', '1m', 'tlsReloadIntervalMs', 60000],
+    ];
+    for (const [flag, value, key, expected] of pairs) {
+      expect(config(parseArgs([`--${flag}=${value}`]))[key] as unknown).toEqual(expected);
+      expect(config(parseArgs([`--${flag}`, value]))[key] as unknown).toEqual(expected);
+    }
+  });
+
+  it('reads the boolean flags with and without their short forms', () => {
+    expect(config(parseArgs(['--audit-to-std-log'])).auditToStdLog).toBe(true);
+    expect(config(parseArgs(['--audit-to-std-log=false'])).auditToStdLog).toBe(false);
+    expect(config(parseArgs(['-v'])).verbose).toBe(true);
+    expect(config(parseArgs(['--verbosity'])).verbose).toBe(true);
+  });
+
+  it('asks for help with -h or --help, whatever else is given', () => {
+    expect(parseArgs(['-h'])).toEqual({ kind: 'help' });
+    expect(parseArgs(['--help'])).toEqual({ kind: 'help' });
+    expect(parseArgs(['--server-port=1', '--help'])).toEqual({ kind: 'help' });
+  });
+
+  it('lets the last of a repeated flag win, as 1.x does', () => {
+    expect(config(parseArgs(['--server-port=1', '--server-port=2'])).serverPort).toBe(2);
+  });
+
+  it('names the flag when it is unknown', () => {
+    expect(error(parseArgs(['-vx']))).toBe('unknown flag -x');
+    expect(error(parseArgs(['--logger-file=x']))).toBe('unknown flag --logger-file');
+    expect(error(parseArgs(['-x']))).toBe('unknown flag -x');
+    expect(error(parseArgs(['--no-such']))).toBe('unknown flag --no-such');
+  });
+
+  it('names the flag when its value is bad or missing', () => {
+    expect(error(parseArgs(['--server-port']))).toBe('--server-port needs a value');
+    expect(error(parseArgs(['--server-port=http']))).toBe('--server-port must be a whole number, got "http"');
+    expect(error(parseArgs(['--server-port=70000']))).toBe('--server-port must be between 0 and 65535, got 70000');
+    expect(error(parseArgs(['--logger-max-size=0']))).toBe('--logger-max-size must be between 1 and 1048576, got 0');
+    expect(error(parseArgs(['--logger-max-size=1.5']))).toBe('--logger-max-size must be a whole number, got "1.5"');
+    expect(error(parseArgs(['--logger-filename=']))).toBe('--logger-filename needs a value');
+    expect(error(parseArgs(['--request-timeout=8']))).toBe(
+      '--request-timeout must be a positive duration such as 500ms, 8s or 1m, got "8"',
+    );
+    expect(error(parseArgs(['--audit-to-std-log=maybe']))).toBe(
+      '--audit-to-std-log takes no value (or true/false), got "maybe"',
+    );
+    expect(error(parseArgs(['--logger-max-backups', '-1']))).toBe('--logger-max-backups must be a whole number, got "-1"');
+  });
+
+  it('refuses positional arguments and equal ports', () => {
+    expect(error(parseArgs(['serve']))).toBe('unexpected argument "serve"');
+    expect(error(parseArgs(['--server-port=9000', '--metrics-port=9000']))).toBe(
+      '--server-port and --metrics-port must differ (both 9000)',
+    );
+  });
+
+  it('returns a frozen config', () => {
+    expect(Object.isFrozen(config(parseArgs([])))).toBe(true);
+  });
+});
+
+describe('parseDuration', () => {
+  it('reads ms, s and m, and refuses anything else', () => {
+    expect(parseDuration('250ms')).toBe(250);
+    expect(parseDuration('1.5s')).toBe(1500);
+    expect(parseDuration('2m')).toBe(120000);
+    expect(parseDuration('2h')).toBeUndefined();
+    expect(parseDuration('s')).toBeUndefined();
+  });
+});
+
+describe('HELP', () => {
+  it('matches the golden file test/golden/help.txt', async () => {
+    expect(HELP).toBe(await Bun.file(new URL('golden/help.txt', import.meta.url)).text());
+  });
+
+  it('documents every flag the parser knows', () => {
+    for (const flag of [
+      'logger-filename',
+      'audit-to-std-log',
+      'logger-max-size',
+      'logger-max-backups',
+      'cert-filename',
+      'cert-key-filename',
+      'server-port',
+      'metrics-port',
+      'bind-address',
+      'max-request-bytes',
+      'request-timeout',
+      'shutdown-timeout',
+      'tls-reload-interval',
+      'verbosity',
+      'help',
+    ]) {
+      expect(HELP).toContain(`--${flag}`);
+    }
+  });
+});
