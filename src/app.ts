@@ -97,7 +97,11 @@ async function readBody(req: Request, cap: number, timeoutMs: number): Promise<U
 }
 
 /** Reads a body of unknown length chunk by chunk, stopping as soon as it passes the cap. */
-async function readChunked(req: Request, cap: number, tooLarge: () => BodyRefused): Promise<Uint8Array | BodyRefused> {
+async function readChunked(
+  req: Request,
+  cap: number,
+  tooLarge: () => BodyRefused,
+): Promise<Uint8Array | BodyRefused> {
   if (req.body === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let total = 0;
@@ -155,7 +159,12 @@ export function createApp(deps: AppDeps): Hono {
   let lastFailureLog = 0;
   let suppressedFailures = 0;
 
-  function refuse(status: number, reason: InvalidReason | HttpRefusal, message: string, headers = {}): Response {
+  function refuse(
+    status: number,
+    reason: InvalidReason | HttpRefusal,
+    message: string,
+    headers = {},
+  ): Response {
     metrics.invalidRequests.inc({ reason });
     log.debug('request refused', { status, reason });
     return errorResponse(status, reason, message, headers);
@@ -204,7 +213,9 @@ export function createApp(deps: AppDeps): Hono {
 
   app.all('/log-request', function methodNotAllowed(c) {
     metrics.httpRequests.inc();
-    return refuse(405, 'method_not_allowed', `method ${c.req.method} not allowed; use POST`, { allow: 'POST' });
+    return refuse(405, 'method_not_allowed', `method ${c.req.method} not allowed; use POST`, {
+      allow: 'POST',
+    });
   });
 
   app.notFound(function notFound(c) {

@@ -68,7 +68,10 @@ export type Config = Readonly<{
 }>;
 
 /** The outcome of parsing argv: a config, a request for help, or an error naming the flag. */
-export type ParseResult = { kind: 'config'; config: Config } | { kind: 'help' } | { kind: 'error'; message: string };
+export type ParseResult =
+  | { kind: 'config'; config: Config }
+  | { kind: 'help' }
+  | { kind: 'error'; message: string };
 
 /** The `--help` text; kept as a golden file in test/golden/help.txt. */
 export const HELP = `Usage:
@@ -147,7 +150,11 @@ export function parseDuration(text: string): number | undefined {
 export function parseArgs(argv: readonly string[]): ParseResult {
   const problem = checkFlagNames(argv);
   if (problem !== undefined) return { kind: 'error', message: problem };
-  const args: Args = mri(argv as string[], { string: [...STRING_FLAGS], boolean: [...BOOLEAN_FLAGS], alias: ALIASES });
+  const args: Args = mri(argv as string[], {
+    string: [...STRING_FLAGS],
+    boolean: [...BOOLEAN_FLAGS],
+    alias: ALIASES,
+  });
   if (args._.length > 0) return { kind: 'error', message: `unexpected argument "${args._[0]}"` };
 
   try {
@@ -200,7 +207,9 @@ function checkFlagNames(argv: readonly string[]): string | undefined {
       if (STRING_SET.has(name)) {
         const next = argv[i + 1];
         if (eq < 0 && next !== undefined && next.startsWith('-') && next !== '-') {
-          return /^-\d/.test(next) ? `--${name} must be a whole number, got "${next}"` : `--${name} needs a value`;
+          return /^-\d/.test(next)
+            ? `--${name} must be a whole number, got "${next}"`
+            : `--${name} needs a value`;
         }
         if (eq < 0) i++; // the next argument is the value
         continue;

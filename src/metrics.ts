@@ -8,7 +8,9 @@ import type { SinkObserver } from './sink/sink.ts';
  * Request duration buckets, in seconds. The API server's webhook timeout is 10 s by default; most
  * answers take well under a millisecond, so the buckets are dense below 10 ms.
  */
-const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 2.5, 10];
+const DURATION_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 2.5, 10,
+];
 
 /** The metrics kube-audit-rest keeps, and the registry that exposes them. */
 export type Metrics = {

@@ -87,9 +87,15 @@ describe('parseArgs', () => {
   it('names the flag when its value is bad or missing', () => {
     expect(error(parseArgs(['--server-port']))).toBe('--server-port needs a value');
     expect(error(parseArgs(['--server-port=http']))).toBe('--server-port must be a whole number, got "http"');
-    expect(error(parseArgs(['--server-port=70000']))).toBe('--server-port must be between 0 and 65535, got 70000');
-    expect(error(parseArgs(['--logger-max-size=0']))).toBe('--logger-max-size must be between 1 and 1048576, got 0');
-    expect(error(parseArgs(['--logger-max-size=1.5']))).toBe('--logger-max-size must be a whole number, got "1.5"');
+    expect(error(parseArgs(['--server-port=70000']))).toBe(
+      '--server-port must be between 0 and 65535, got 70000',
+    );
+    expect(error(parseArgs(['--logger-max-size=0']))).toBe(
+      '--logger-max-size must be between 1 and 1048576, got 0',
+    );
+    expect(error(parseArgs(['--logger-max-size=1.5']))).toBe(
+      '--logger-max-size must be a whole number, got "1.5"',
+    );
     expect(error(parseArgs(['--logger-filename=']))).toBe('--logger-filename needs a value');
     expect(error(parseArgs(['--request-timeout=8']))).toBe(
       '--request-timeout must be a positive duration such as 500ms, 8s or 1m, got "8"',
@@ -97,7 +103,9 @@ describe('parseArgs', () => {
     expect(error(parseArgs(['--audit-to-std-log=maybe']))).toBe(
       '--audit-to-std-log takes no value (or true/false), got "maybe"',
     );
-    expect(error(parseArgs(['--logger-max-backups', '-1']))).toBe('--logger-max-backups must be a whole number, got "-1"');
+    expect(error(parseArgs(['--logger-max-backups', '-1']))).toBe(
+      '--logger-max-backups must be a whole number, got "-1"',
+    );
   });
 
   it('refuses positional arguments and equal ports', () => {

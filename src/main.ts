@@ -1,0 +1,185 @@
+/**
+ * @module Entry point: parse flags → open the sink → serve the webhook and the operations port → wait
+ * for SIGTERM/SIGINT → drain, flush, exit.
+ */
+import { createApp, createOpsApp } from './app.ts';
+import { createClock } from './clock.ts';
+import { type Config, HELP, parseArgs } from './config.ts';
+import { createLogger, type Logger } from './log.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { createFileSink } from './sink/file-sink.ts';
+import type { LineSink } from './sink/sink.ts';
+import { createStdoutSink } from './sink/stdout-sink.ts';
+import type { TlsMaterial } from './tls.ts';
+import { startTlsServer } from './tls-server.ts';
+
+/** Exit status for every start-up failure (bad flag, unusable certificate, unwritable log), as 1.x. */
+const EXIT_FAILURE = 1;
+
+/**
+ * Seconds a kept-alive webhook connection may sit idle. The API server reuses connections; Bun's
+ * default of 10 s would close them between bursts and cost a TLS handshake each time.
+ */
+const IDLE_TIMEOUT_SECONDS = 60;
+
+/** Bun's own body limit sits above ours so that our handler answers with a clear 413 first. */
+const BUN_BODY_LIMIT_SLACK_BYTES = 64 * 1024;
+
+function openSink(config: Config, log: Logger, metrics: Metrics): LineSink {
+  if (config.auditToStdLog)
+    return createStdoutSink({ observer: metrics.sinkObserver, log: log.child('sink') });
+  return createFileSink({
+    path: config.loggerFilename,
+    maxSizeBytes: config.loggerMaxSizeBytes,
+    maxBackups: config.loggerMaxBackups,
+    observer: metrics.sinkObserver,
+    log: log.child('sink'),
+  });
+}
+
+function certificateFields(m: TlsMaterial): Record<string, unknown> {
+  return { subject: m.subject, notAfter: m.notAfter.toISOString(), sha256: m.fingerprint256 };
+}
+
+/** Resolves with the name of the first SIGTERM or SIGINT; installing the handler is what makes Bun as PID 1 heed SIGTERM. */
+function nextStopSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (name: string) => () => resolve(name);
+    process.once('SIGTERM', on('SIGTERM'));
+    process.once('SIGINT', on('SIGINT'));
+  });
+}
+
+/** Rejects after `ms` with a message naming what took too long. */
+function deadline(ms: number, what: string): { promise: Promise<never>; cancel(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return { promise, cancel: () => clearTimeout(timer) };
+}
+
+/** Runs kube-audit-rest with `argv` (flags only) and resolves with the exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const parsed = parseArgs(argv);
+  if (parsed.kind === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (parsed.kind === 'error') {
+    process.stderr.write(`kube-audit-rest: ${parsed.message}\nRun kube-audit-rest --help for the flags.\n`);
+    return EXIT_FAILURE;
+  }
+  const config = parsed.config;
+  const log = createLogger({ verbose: config.verbose });
+  const metrics = createMetrics();
+
+  let sink: LineSink;
+  try {
+    sink = openSink(config, log, metrics);
+  } catch (err) {
+    log.error('cannot open the audit log', { path: config.loggerFilename, error: err });
+    return EXIT_FAILURE;
+  }
+
+  const app = createApp({
+    sink,
+    metrics,
+    clock: createClock(),
+    log: log.child('webhook'),
+    maxRequestBytes: config.maxRequestBytes,
+    requestTimeoutMs: config.requestTimeoutMs,
+  });
+
+  let tls: Awaited<ReturnType<typeof startTlsServer>>;
+  try {
+    tls = await startTlsServer({
+      certFile: config.certFilename,
+      keyFile: config.certKeyFilename,
+      fetch: (req, server) => app.fetch(req, server),
+      logger: log.child('tls'),
+      port: config.serverPort,
+      hostname: config.bindAddress,
+      maxRequestBodySize: config.maxRequestBytes + BUN_BODY_LIMIT_SLACK_BYTES,
+      idleTimeout: IDLE_TIMEOUT_SECONDS,
+      reloadIntervalMs: config.tlsReloadIntervalMs,
+      onReload(material) {
+        metrics.certReloads.inc({ result: 'success' });
+        metrics.certExpiry.set(material.notAfter.getTime() / 1000);
+      },
+      onReloadError() {
+        metrics.certReloads.inc({ result: 'failure' });
+      },
+    });
+  } catch (err) {
+    log.error('cannot serve HTTPS with the given certificate', {
+      cert: config.certFilename,
+      key: config.certKeyFilename,
+      error: err,
+    });
+    await sink.close();
+    return EXIT_FAILURE;
+  }
+  metrics.certExpiry.set(tls.material.notAfter.getTime() / 1000);
+
+  let stopping = false;
+  const ops = createOpsApp({
+    metrics,
+    readiness: {
+      certificate: () => tls.isReady(),
+      sink: () => sink.ready(),
+      serving: () => !stopping,
+    },
+  });
+  let opsServer: ReturnType<typeof Bun.serve>;
+  try {
+    opsServer = Bun.serve({
+      port: config.metricsPort,
+      hostname: config.bindAddress,
+      development: false,
+      fetch: (req) => ops.fetch(req),
+    });
+  } catch (err) {
+    log.error('cannot listen on the metrics port', { port: config.metricsPort, error: err });
+    await tls.stop(true);
+    await sink.close();
+    return EXIT_FAILURE;
+  }
+
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading the certificate');
+    void tls.reloadNow();
+  });
+  log.info('serving', {
+    webhook: `https://${config.bindAddress}:${tls.port}/log-request`,
+    metrics: `http://${config.bindAddress}:${opsServer.port}/metrics`,
+    auditLog: config.auditToStdLog ? 'stdout' : config.loggerFilename,
+    certificate: certificateFields(tls.material),
+  });
+
+  const signal = await nextStopSignal();
+  stopping = true;
+  log.info('stopping: finishing in-flight requests', { signal, deadlineMs: config.shutdownTimeoutMs });
+  const limit = deadline(config.shutdownTimeoutMs, 'shutdown');
+  let status = 0;
+  try {
+    // In-flight requests each finish their write before answering, so once the listener has
+    // drained, every acknowledged line is in the sink; close() writes any queued remainder.
+    await Promise.race([tls.stop(false), limit.promise]);
+    await Promise.race([sink.close(), limit.promise]);
+  } catch (err) {
+    log.error('shutdown deadline passed; closing connections and flushing what is queued', { error: err });
+    sink.flushSync();
+    status = EXIT_FAILURE;
+    void tls.stop(true);
+  } finally {
+    limit.cancel();
+  }
+  opsServer.stop(true);
+  log.info('stopped', { status });
+  return status;
+}
+
+if (import.meta.main) {
+  process.exit(await main(process.argv.slice(2)));
+}
