@@ -27,10 +27,10 @@ USER 65532:65532
 EXPOSE 9090 55555
 ENTRYPOINT ["/usr/local/bin/kube-audit-rest"]
 
-# Default: distroless "cc" (glibc, libgcc, libstdc++, CA certificates; no shell, no package manager)
-# running as the nonroot user 65532. The Bun executable links glibc dynamically, so the static
-# distroless image is not enough.
-FROM gcr.io/distroless/cc-debian12:nonroot AS distroless
+# Default: distroless "base" (glibc and CA certificates; no shell, no package manager) running as the
+# nonroot user 65532. The Bun executable links only glibc (libc, libpthread, libdl, libm, per ldd), so
+# "base" is enough and "static" is not.
+FROM gcr.io/distroless/base-debian12:nonroot AS distroless
 COPY --from=build /out/glibc/kube-audit-rest /usr/local/bin/kube-audit-rest
 USER 65532:65532
 EXPOSE 9090 55555
