@@ -1,0 +1,202 @@
+import { afterEach, describe, expect, it } from 'bun:test';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  backupName,
+  backupTimeFromName,
+  formatBackupTime,
+  freeBackupName,
+  parseBackupTime,
+  pruneBackups,
+  selectBackupsToRemove,
+  splitLogName,
+} from '../../src/sink/rotation.ts';
+import { listDir, makeTempDir, removeDir } from './helpers.ts';
+
+const AT = new Date('2026-11-28T00:15:29.123Z');
+
+describe('formatBackupTime', () => {
+  it('formats in UTC with the Go layout 2006-01-02T15-04-05.000', () => {
+    expect(formatBackupTime(AT)).toBe('2026-11-28T00-15-29.123');
+  });
+
+  it('pads every field when the values are small', () => {
+    expect(formatBackupTime(new Date('0987-01-02T03:04:05.006Z'))).toBe('0987-01-02T03-04-05.006');
+  });
+});
+
+describe('parseBackupTime', () => {
+  it('reads back what formatBackupTime wrote', () => {
+    expect(parseBackupTime('2026-11-28T00-15-29.123')?.toISOString()).toBe(AT.toISOString());
+  });
+
+  it('keeps two-digit years as written rather than moving them to the 1900s', () => {
+    expect(parseBackupTime('0050-06-01T00-00-00.000')?.getUTCFullYear()).toBe(50);
+  });
+
+  it('returns undefined when the text is not exactly the layout or not a real instant', () => {
+    for (const text of [
+      '2026-13-01T00-00-00.000',
+      '2026-02-30T00-00-00.000',
+      '2026-11-28T24-00-00.000',
+      '2026-11-28T00-15-60.000',
+      '2026-11-28T00-15-29.12',
+      '2026-11-28T00-15-29.1234',
+      '2026-11-28T00:15:29.123',
+      '2026-11-28T00-15-29',
+      ' 2026-11-28T00-15-29.123',
+      '',
+    ]) {
+      expect(parseBackupTime(text)).toBeUndefined();
+    }
+  });
+});
+
+describe('splitLogName', () => {
+  it('splits at the last dot of the base name like Go filepath.Ext', () => {
+    expect(splitLogName('/tmp/kube-audit-rest.log')).toEqual({
+      dir: '/tmp',
+      prefix: 'kube-audit-rest-',
+      ext: '.log',
+    });
+    expect(splitLogName('/a.b/c.tar.gz')).toEqual({ dir: '/a.b', prefix: 'c.tar-', ext: '.gz' });
+  });
+
+  it('has an empty extension when the base name has no dot', () => {
+    expect(splitLogName('/var/log/audit')).toEqual({ dir: '/var/log', prefix: 'audit-', ext: '' });
+  });
+
+  it('treats a leading dot as the extension when the name is a dotfile', () => {
+    expect(splitLogName('/x/.audit')).toEqual({ dir: '/x', prefix: '-', ext: '.audit' });
+  });
+});
+
+describe('backupName', () => {
+  it('inserts - and the UTC time between the base name and the extension', () => {
+    expect(backupName('/tmp/kube-audit-rest.log', AT)).toBe(
+      '/tmp/kube-audit-rest-2026-11-28T00-15-29.123.log',
+    );
+  });
+
+  it('appends the time when the file has no extension', () => {
+    expect(backupName('/var/log/audit', AT)).toBe('/var/log/audit-2026-11-28T00-15-29.123');
+  });
+});
+
+describe('backupTimeFromName', () => {
+  const name = splitLogName('/tmp/kube-audit-rest.log');
+
+  it('reads the time from a backup name and from its compressed twin', () => {
+    expect(backupTimeFromName('kube-audit-rest-2026-11-28T00-15-29.123.log', name)?.getTime()).toBe(
+      AT.getTime(),
+    );
+    expect(backupTimeFromName('kube-audit-rest-2026-11-28T00-15-29.123.log.gz', name)?.getTime()).toBe(
+      AT.getTime(),
+    );
+  });
+
+  it('returns undefined when the name is not a backup of this log', () => {
+    for (const fileName of [
+      'kube-audit-rest.log',
+      'kube-audit-rest-.log',
+      'kube-audit-rest-notatime.log',
+      'kube-audit-rest-2026-11-28T00-15-29.123.log.bak',
+      'kube-audit-rest-2026-11-28T00-15-29.123.txt',
+      'other-2026-11-28T00-15-29.123.log',
+      'kube-audit-rest-x-2026-11-28T00-15-29.123.log',
+    ]) {
+      expect(backupTimeFromName(fileName, name)).toBeUndefined();
+    }
+  });
+});
+
+describe('freeBackupName', () => {
+  it('returns the plain name when nothing has it', () => {
+    const chosen = freeBackupName('/tmp/a.log', AT, () => false);
+    expect(chosen.path).toBe('/tmp/a-2026-11-28T00-15-29.123.log');
+    expect(chosen.at.getTime()).toBe(AT.getTime());
+  });
+
+  it('moves on by one millisecond at a time when names are taken', () => {
+    const taken = new Set(['/tmp/a-2026-11-28T00-15-29.123.log', '/tmp/a-2026-11-28T00-15-29.124.log']);
+    const chosen = freeBackupName('/tmp/a.log', AT, (path) => taken.has(path));
+    expect(chosen.path).toBe('/tmp/a-2026-11-28T00-15-29.125.log');
+    expect(chosen.at.getTime()).toBe(AT.getTime() + 2);
+  });
+
+  it('throws when a whole second of names is taken', () => {
+    expect(() => freeBackupName('/tmp/a.log', AT, () => true)).toThrow(/no free backup name/);
+  });
+});
+
+describe('selectBackupsToRemove', () => {
+  const log = '/var/log/audit.log';
+  const names = [
+    'audit.log',
+    'audit-2026-01-01T00-00-00.000.log',
+    'audit-2026-01-03T00-00-00.000.log',
+    'audit-2026-01-02T00-00-00.000.log',
+    'audit-2025-12-31T23-59-59.999.log',
+    'audit-junk.log',
+    'notes.txt',
+  ];
+
+  it('keeps the newest maxBackups backups by the time in their names', () => {
+    expect(selectBackupsToRemove(names, log, 2).sort()).toEqual([
+      'audit-2025-12-31T23-59-59.999.log',
+      'audit-2026-01-01T00-00-00.000.log',
+    ]);
+  });
+
+  it('removes nothing when maxBackups is 0', () => {
+    expect(selectBackupsToRemove(names, log, 0)).toEqual([]);
+  });
+
+  it('counts a backup and its .gz twin once when both exist', () => {
+    const withTwin = [
+      'audit-2026-01-02T00-00-00.000.log',
+      'audit-2026-01-02T00-00-00.000.log.gz',
+      'audit-2026-01-01T00-00-00.000.log.gz',
+    ];
+    expect(selectBackupsToRemove(withTwin, log, 1)).toEqual(['audit-2026-01-01T00-00-00.000.log.gz']);
+  });
+});
+
+describe('pruneBackups', () => {
+  let dir = '';
+  afterEach(() => removeDir(dir));
+
+  it('deletes the oldest backups and leaves other files and directories alone', () => {
+    dir = makeTempDir('prune');
+    const log = join(dir, 'audit.log');
+    for (const name of [
+      'audit.log',
+      'audit-2026-01-01T00-00-00.000.log',
+      'audit-2026-01-02T00-00-00.000.log',
+      'audit-2026-01-03T00-00-00.000.log',
+      'audit-other.log',
+    ]) {
+      writeFileSync(join(dir, name), '');
+    }
+    mkdirSync(join(dir, 'audit-2020-01-01T00-00-00.000.log')); // a directory, never a backup
+    const { removed, errors } = pruneBackups(log, 1);
+    expect(errors).toEqual([]);
+    expect(removed.sort()).toEqual([
+      join(dir, 'audit-2026-01-01T00-00-00.000.log'),
+      join(dir, 'audit-2026-01-02T00-00-00.000.log'),
+    ]);
+    expect(listDir(dir)).toEqual([
+      'audit-2020-01-01T00-00-00.000.log',
+      'audit-2026-01-03T00-00-00.000.log',
+      'audit-other.log',
+      'audit.log',
+    ]);
+  });
+
+  it('reports the error instead of throwing when the directory is gone', () => {
+    dir = makeTempDir('prune');
+    const { removed, errors } = pruneBackups(join(dir, 'missing', 'audit.log'), 1);
+    expect(removed).toEqual([]);
+    expect(errors.length).toBe(1);
+  });
+});
