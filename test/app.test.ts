@@ -16,6 +16,8 @@ const STAMP = '2023-11-14T22:13:20.12345678Z';
 const V1_BODY =
   '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"","version":"v1","kind":"ConfigMap"},"resource":{"group":"","version":"v1","resource":"configmaps"},"namespace":"default","name":"cfg","operation":"CREATE","userInfo":{"username":"alice","groups":["system:authenticated"]},"object":{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"cfg","namespace":"default"},"data":{"2":"b","1":"a","n":"1.50e+3","esc":"\\u00e9\\/"}},"oldObject":null,"dryRun":false}}';
 
+type Body = RequestInit['body'];
+
 let dir: string;
 let logPath: string;
 let sink: LineSink;
@@ -33,10 +35,7 @@ function makeApp(s: LineSink, extra: { maxRequestBytes?: number; requestTimeoutM
   });
 }
 
-function post(
-  body: BodyInit | null,
-  headers: Record<string, string> = { 'content-type': 'application/json' },
-) {
+function post(body: Body | null, headers: Record<string, string> = { 'content-type': 'application/json' }) {
   return app.request('/log-request', { method: 'POST', body, headers });
 }
 
@@ -128,7 +127,7 @@ describe('POST /log-request', () => {
 });
 
 describe('refusals', () => {
-  const refusals: [string, BodyInit, number, string][] = [
+  const refusals: [string, Body, number, string][] = [
     ['not JSON', 'hello', 400, 'syntax'],
     ['empty', '', 400, 'empty'],
     ['trailing data', `${V1_BODY} {}`, 400, 'trailing_data'],
@@ -218,7 +217,12 @@ describe('refusals', () => {
   });
 
   it('answers 415 when the Content-Type is missing or not JSON', async () => {
-    for (const headers of [{}, { 'content-type': 'text/plain' }, { 'content-type': 'application/jsonx' }]) {
+    const headerSets: Record<string, string>[] = [
+      {},
+      { 'content-type': 'text/plain' },
+      { 'content-type': 'application/jsonx' },
+    ];
+    for (const headers of headerSets) {
       const res = await post(V1_BODY, headers);
       expect(res.status).toBe(415);
       expect(((await res.json()) as { reason: string }).reason).toBe('unsupported_media_type');
