@@ -2,7 +2,7 @@
  * Process-level tests: the compiled executable, real HTTPS, real files, real signals.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -251,4 +251,66 @@ describe('kube-audit-rest executable', () => {
     expect(server.stderr()).toContain('"level":"info"');
     expect(server.stderr()).not.toContain('out-1');
   });
+  it('refuses bodies over the cap with 413, declared or streamed, and keeps serving', async () => {
+    const logFile = join(dir, 'cap.log');
+    const server = await startServer([
+      ...tlsArgs(),
+      `--logger-filename=${logFile}`,
+      '--max-request-bytes=65536',
+    ]);
+    try {
+      const big = reviewBody('big', `,"pad":"${'x'.repeat(70_000)}"`);
+      const declared = await post(server, big);
+      expect(declared.status).toBe(413);
+      const streamed = await fetch(`https://127.0.0.1:${server.port}/log-request`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: new Blob([big]).stream(),
+        tls: { ca: ca.cert },
+      });
+      expect(streamed.status).toBe(413);
+      expect((await post(server, reviewBody('small'))).status).toBe(200);
+      expect(uidsIn(readFileSync(logFile, 'utf8'))).toEqual(['small']);
+    } finally {
+      expect(await server.terminate()).toBe(0);
+    }
+  });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'answers allowed on a full disk, counts the loss, keeps whole lines, and recovers when space returns',
+    async () => {
+      const mnt = mkdtempSync(join(tmpdir(), 'kar-full-'));
+      const mount = Bun.spawnSync(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mnt]);
+      if (mount.exitCode !== 0) throw new Error(`cannot mount a tmpfs: ${mount.stderr.toString()}`);
+      const logFile = join(mnt, 'audit.log');
+      const server = await startServer([...tlsArgs(), `--logger-filename=${logFile}`]);
+      try {
+        writeFileSync(join(mnt, 'filler'), new Uint8Array(40 * 1024));
+        const pad = `,"pad":"${'p'.repeat(1200)}"`;
+        let i = 0;
+        while ((await metric(server, 'kube_audit_rest_write_failures_total')) === 0) {
+          if (i > 100) throw new Error('the disk never filled');
+          const res = await post(server, reviewBody(`fill-${i++}`, pad));
+          expect(res.status).toBe(200);
+          expect(await res.text()).toContain('"allowed":true');
+        }
+        const lines = uidsIn(readFileSync(logFile, 'utf8'));
+        expect(readFileSync(logFile, 'utf8').endsWith('}\n')).toBe(true);
+        expect(await metric(server, 'kube_audit_rest_valid_requests_processed_total')).toBe(lines.length);
+        expect(lines.length).toBe(i - 1);
+        expect((await fetch(`http://127.0.0.1:${server.metricsPort}/readyz`)).status).toBe(503);
+        expect(server.stderr()).toContain('audit line not written');
+        expect(server.stderr()).not.toContain('pppp');
+
+        unlinkSync(join(mnt, 'filler'));
+        expect((await post(server, reviewBody('after-full'))).status).toBe(200);
+        expect(uidsIn(readFileSync(logFile, 'utf8'))).toEqual([...lines, 'after-full']);
+        expect((await fetch(`http://127.0.0.1:${server.metricsPort}/readyz`)).status).toBe(200);
+      } finally {
+        await server.terminate();
+        if (Bun.spawnSync(['umount', mnt]).exitCode !== 0) Bun.spawnSync(['umount', '-l', mnt]);
+        rmSync(mnt, { recursive: true, force: true });
+      }
+    },
+  );
 });
