@@ -341,3 +341,47 @@ describe('operations app', () => {
     expect(await res.text()).toBe('not ready: sink\n');
   });
 });
+
+describe('debug logging', () => {
+  it('logs uid, operation, kind, namespace, name and user at debug, and never the object', async () => {
+    const logged: string[] = [];
+    app = createApp({
+      sink,
+      metrics,
+      clock: () => ARRIVAL_NS,
+      log: createLogger({ verbose: true, write: (t) => logged.push(t) }),
+      maxRequestBytes: 64 * 1024,
+      requestTimeoutMs: 5_000,
+    });
+    expect((await post(V1_BODY)).status).toBe(200);
+    expect(logged).toHaveLength(1);
+    const entry = logged[0] as string;
+    for (const part of [
+      'request logged',
+      'uid="705ab4f5-6393-11e8-b7cc-42010a800002"',
+      'operation="CREATE"',
+      'kind="ConfigMap"',
+      'namespace="default"',
+      'name="cfg"',
+      'user="alice"',
+    ]) {
+      expect(entry).toContain(part);
+    }
+    expect(entry).not.toContain('1.50e+3');
+  });
+
+  it('logs nothing per request at the default level', async () => {
+    const logged: string[] = [];
+    app = createApp({
+      sink,
+      metrics,
+      clock: () => ARRIVAL_NS,
+      log: createLogger({ write: (t) => logged.push(t) }),
+      maxRequestBytes: 64 * 1024,
+      requestTimeoutMs: 5_000,
+    });
+    await post(V1_BODY);
+    await post('not json');
+    expect(logged).toEqual([]);
+  });
+});
