@@ -131,16 +131,31 @@ function describeByte(b: number | undefined): string {
   return `byte 0x${b.toString(16).padStart(2, '0')}`;
 }
 
-/** Compares `bytes[start..end)` with `key`, decoding JSON escapes only when present. */
-function keyEquals(bytes: Uint8Array, start: number, end: number, escaped: boolean, key: Uint8Array): boolean {
-  if (!escaped) {
-    if (end - start !== key.length) return false;
-    for (let i = 0; i < key.length; i++) if (bytes[start + i] !== key[i]) return false;
-    return true;
-  }
-  // Rare: a key spelled with escapes ("\u006bind"). Decode it the slow, certain way.
-  const text = JSON.parse(new TextDecoder().decode(bytes.subarray(start - 1, end + 1))) as string;
-  return text === new TextDecoder().decode(key);
+/** Compares the unescaped key `bytes[start..end)` with `key`. */
+function keyEquals(bytes: Uint8Array, start: number, end: number, key: Uint8Array): boolean {
+  if (end - start !== key.length) return false;
+  for (let i = 0; i < key.length; i++) if (bytes[start + i] !== key[i]) return false;
+  return true;
+}
+
+/** Longest escaped spelling of a tracked key: "requestReceivedTimestamp" with every character as \uXXXX. */
+const MAX_ESCAPED_KEY_BYTES = 6 * KEY_TIMESTAMP.length;
+const keyDecoder = new TextDecoder();
+
+/**
+ * Which tracked key (or K_OTHER) the key `bytes[start..end)`, spelled with escapes ("\u006bind"), names
+ * at `depth`. Rare, so decoded the slow, certain way, but once per key: a body of many escaped keys
+ * must not cost a decode per candidate name.
+ */
+function escapedKey(bytes: Uint8Array, start: number, end: number, depth: number): number {
+  if (end - start > MAX_ESCAPED_KEY_BYTES) return K_OTHER;
+  const name = JSON.parse(keyDecoder.decode(bytes.subarray(start - 1, end + 1))) as string;
+  if (depth !== 1) return name === 'uid' ? K_UID : K_OTHER;
+  if (name === 'kind') return K_KIND;
+  if (name === 'apiVersion') return K_API_VERSION;
+  if (name === 'request') return K_REQUEST;
+  if (name === 'requestReceivedTimestamp') return K_TIMESTAMP;
+  return K_OTHER;
 }
 
 // Scratch results of the helpers below; module-level so the hot loop allocates nothing.
@@ -163,7 +178,14 @@ function scanString(input: Uint8Array, start: number): number {
       }
       lastStringEscaped = true;
       if (e === 0x75 /* u */) {
-        if (!(HEX[input[j + 2] ?? 0] && HEX[input[j + 3] ?? 0] && HEX[input[j + 4] ?? 0] && HEX[input[j + 5] ?? 0])) {
+        if (
+          !(
+            HEX[input[j + 2] ?? 0] &&
+            HEX[input[j + 3] ?? 0] &&
+            HEX[input[j + 4] ?? 0] &&
+            HEX[input[j + 5] ?? 0]
+          )
+        ) {
           stringError = fail('syntax', `invalid \\u escape in string at byte ${j}`);
           return -1;
         }
@@ -313,19 +335,22 @@ export function scanJson(input: Uint8Array): ScanResult {
           state = S_AFTER_VALUE;
           continue;
         }
-        if (b !== QUOTE) return fail('syntax', `expected a string key at byte ${i}, found ${describeByte(b)}`);
+        if (b !== QUOTE)
+          return fail('syntax', `expected a string key at byte ${i}, found ${describeByte(b)}`);
         const keyStart = i + 1;
         const end = scanString(input, keyStart);
         if (end < 0) return stringError;
         pendingKey = K_OTHER;
-        if (depth === 1) {
-          const esc = lastStringEscaped;
-          if (keyEquals(input, keyStart, end, esc, KEY_KIND)) pendingKey = K_KIND;
-          else if (keyEquals(input, keyStart, end, esc, KEY_API_VERSION)) pendingKey = K_API_VERSION;
-          else if (keyEquals(input, keyStart, end, esc, KEY_REQUEST)) pendingKey = K_REQUEST;
-          else if (keyEquals(input, keyStart, end, esc, KEY_TIMESTAMP)) pendingKey = K_TIMESTAMP;
+        if (lastStringEscaped) {
+          if (depth === 1 || (depth === 2 && requestDepth === 2))
+            pendingKey = escapedKey(input, keyStart, end, depth);
+        } else if (depth === 1) {
+          if (keyEquals(input, keyStart, end, KEY_KIND)) pendingKey = K_KIND;
+          else if (keyEquals(input, keyStart, end, KEY_API_VERSION)) pendingKey = K_API_VERSION;
+          else if (keyEquals(input, keyStart, end, KEY_REQUEST)) pendingKey = K_REQUEST;
+          else if (keyEquals(input, keyStart, end, KEY_TIMESTAMP)) pendingKey = K_TIMESTAMP;
         } else if (depth === 2 && requestDepth === 2) {
-          if (keyEquals(input, keyStart, end, lastStringEscaped, KEY_UID)) pendingKey = K_UID;
+          if (keyEquals(input, keyStart, end, KEY_UID)) pendingKey = K_UID;
         }
         if (pendingKey !== K_OTHER) {
           const bit = 1 << pendingKey;
@@ -353,7 +378,8 @@ export function scanJson(input: Uint8Array): ScanResult {
       trackStart = i - removed;
     }
     if (b === LBRACE || b === LBRACKET) {
-      if (depth === MAX_DEPTH) return fail('too_deep', `nesting deeper than ${MAX_DEPTH} levels at byte ${i}`);
+      if (depth === MAX_DEPTH)
+        return fail('too_deep', `nesting deeper than ${MAX_DEPTH} levels at byte ${i}`);
       depth++;
       depthStack[depth] = b === LBRACE ? IN_OBJECT : IN_ARRAY;
       if (key === K_REQUEST && b === LBRACE) {

@@ -35,7 +35,8 @@ export type Review = {
 /** A body we refuse, with the reason code and a message for the caller. */
 export type Invalid = { ok: false; reason: InvalidReason; message: string };
 
-const decoder = new TextDecoder();
+// ignoreBOM: keep a leading U+FEFF in a value (the default strips it, so "\uFEFFAdmissionReview" would pass).
+const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 const BACKSLASH = 0x5c;
 const QUOTE = 0x22;
 
