@@ -54,6 +54,22 @@ function invalid(reason: InvalidReason, message: string): Invalid {
   return { ok: false, reason, message };
 }
 
+const tokenEncoder = new TextEncoder();
+const KIND_TOKEN = tokenEncoder.encode('"AdmissionReview"');
+const VERSION_TOKENS = API_VERSIONS.map((v) => [v, tokenEncoder.encode(`"${v}"`)] as const);
+
+/** Whether the token at `span` is byte for byte `token`; the common, unescaped spelling needs no decoding. */
+function tokenIs(bytes: Uint8Array, span: Span, token: Uint8Array): boolean {
+  if (span.end - span.start !== token.length) return false;
+  for (let i = 0; i < token.length; i++) if (bytes[span.start + i] !== token[i]) return false;
+  return true;
+}
+
+/** Whether the token at `span` is a string equal to `text`, however it is spelled. */
+function stringIs(bytes: Uint8Array, span: Span, token: Uint8Array, text: string): boolean {
+  return tokenIs(bytes, span, token) || stringValue(bytes, span) === text;
+}
+
 /**
  * Checks a request body: valid JSON (see {@link scanJson}), an object with `kind: "AdmissionReview"`,
  * a supported `apiVersion`, and a `request` object holding a non-empty string `uid`.
@@ -63,23 +79,24 @@ export function parseReview(body: Uint8Array): Review | Invalid {
   if (!scan.ok) return invalid(scan.reason, scan.message);
   const { compact } = scan;
   if (!scan.isObject) return invalid('not_object', 'request body must be a JSON object (an AdmissionReview)');
-  if (stringValue(compact, scan.kind) !== 'AdmissionReview') {
+  if (!stringIs(compact, scan.kind, KIND_TOKEN, 'AdmissionReview')) {
     return invalid('wrong_kind', 'kind must be "AdmissionReview"');
   }
-  const apiVersion = stringValue(compact, scan.apiVersion);
-  if (!API_VERSIONS.includes(apiVersion as ApiVersion)) {
+  const version = VERSION_TOKENS.find(([text, token]) => stringIs(compact, scan.apiVersion, token, text));
+  if (version === undefined) {
     return invalid('wrong_api_version', `apiVersion must be one of ${API_VERSIONS.join(', ')}`);
   }
   if (!scan.requestIsObject) return invalid('missing_request', 'request must be an object');
-  if (scan.uid.start < 0) return invalid('missing_uid', 'request.uid is missing');
-  const uid = stringValue(compact, scan.uid);
-  if (uid === undefined) return invalid('invalid_uid', 'request.uid must be a string');
-  if (uid === '') return invalid('invalid_uid', 'request.uid must not be empty');
+  const uid = scan.uid;
+  if (uid.start < 0) return invalid('missing_uid', 'request.uid is missing');
+  if (compact[uid.start] !== QUOTE) return invalid('invalid_uid', 'request.uid must be a string');
+  // A valid string token of two bytes is "": any escape or character makes it longer.
+  if (uid.end - uid.start === 2) return invalid('invalid_uid', 'request.uid must not be empty');
   return {
     ok: true,
     compact,
-    apiVersion: apiVersion as ApiVersion,
-    uidToken: compact.subarray(scan.uid.start, scan.uid.end),
+    apiVersion: version[0],
+    uidToken: compact.subarray(uid.start, uid.end),
     timestamp: scan.timestamp,
   };
 }
