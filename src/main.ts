@@ -17,10 +17,12 @@ import { startTlsServer } from './tls-server.ts';
 const EXIT_FAILURE = 1;
 
 /**
- * Seconds a kept-alive webhook connection may sit idle. The API server reuses connections; Bun's
- * default of 10 s would close them between bursts and cost a TLS handshake each time.
+ * Seconds a kept-alive webhook connection may sit idle. The API server's Go HTTP client drops idle
+ * connections after 90 s; staying open longer means the client, not us, closes them, so it never
+ * sends a request on a connection we are closing at that moment (a POST it would not retry).
+ * Bun's default of 10 s would also cost a TLS handshake after every pause.
  */
-const IDLE_TIMEOUT_SECONDS = 60;
+const IDLE_TIMEOUT_SECONDS = 120;
 
 /** Bun's own body limit sits above ours so that our handler answers with a clear 413 first. */
 const BUN_BODY_LIMIT_SLACK_BYTES = 64 * 1024;
