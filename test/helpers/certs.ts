@@ -1,0 +1,181 @@
+/**
+ * @module Test certificates made at test time with the `openssl` command: a CA, and server certificates it signs.
+ *
+ * ```ts
+ * const dir = mkdtempSync(join(tmpdir(), 'kar-'));
+ * const ca = await makeCa(dir);
+ * const server = await makeServerCert(dir, ca); // CN localhost, SANs DNS:localhost and IP:127.0.0.1
+ * // serve server.certFile / server.keyFile; trust ca.cert in the client
+ * ```
+ *
+ * Keys are EC P-256 unless asked otherwise (fast to make). Each call spawns openssl; nothing is cached.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** A certificate authority made by {@link makeCa}. */
+export type TestCa = {
+  /** Path of the CA certificate (PEM). */
+  readonly certFile: string;
+  /** Path of the CA private key (PEM). */
+  readonly keyFile: string;
+  /** The CA certificate's PEM text, ready for a client's `ca` option. */
+  readonly cert: string;
+};
+
+/** Options for {@link makeCa}. */
+export type CaOptions = {
+  /** Subject common name. Default `kube-audit-rest test CA`. */
+  commonName?: string;
+  /** Validity in days from now. Default 2. */
+  days?: number;
+  /** File name stem inside `dir`: `<name>.crt` and `<name>.key`. Default `ca`. */
+  name?: string;
+};
+
+/** Options for {@link makeServerCert}. */
+export type ServerCertOptions = {
+  /** File name stem inside `dir`: `<name>.crt` and `<name>.key`. Default `server`. */
+  name?: string;
+  /** Subject common name. Default `localhost`. */
+  commonName?: string;
+  /** DNS subject alternative names. Default `['localhost']`. */
+  dnsNames?: string[];
+  /** IP subject alternative names. Default `['127.0.0.1']`. */
+  ipAddresses?: string[];
+  /** Validity in days from now. Default 1. */
+  days?: number;
+  /** Key algorithm. Default `ec` (P-256); `rsa` is 2048-bit and slower to make. */
+  keyType?: 'ec' | 'rsa';
+};
+
+/** A server certificate made by {@link makeServerCert}. */
+export type TestServerCert = {
+  /** Path of the leaf certificate (PEM, leaf only; append `ca.cert` yourself for a chain). */
+  readonly certFile: string;
+  /** Path of its private key (PEM). */
+  readonly keyFile: string;
+  /** The certificate's PEM text. */
+  readonly cert: string;
+  /** The key's PEM text. */
+  readonly key: string;
+  /** SHA-256 fingerprint as openssl prints it, `AB:CD:...`: the form node's `getPeerCertificate()` reports. */
+  readonly fingerprint256: string;
+};
+
+/** Runs openssl with the given arguments; rejects with its stderr when it fails. */
+export async function openssl(args: string[], stdin?: string): Promise<string> {
+  const proc = Bun.spawn(['openssl', ...args], {
+    stdin: stdin === undefined ? 'ignore' : new TextEncoder().encode(stdin),
+    stdout: 'pipe',
+    stderr: 'pipe',
+  });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) throw new Error(`openssl ${args[0]} exited ${code}: ${err.trim()}`);
+  return out;
+}
+
+function keyArgs(keyType: 'ec' | 'rsa'): string[] {
+  return keyType === 'ec'
+    ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']
+    : ['-newkey', 'rsa:2048'];
+}
+
+/** Makes a self-signed CA certificate and key in `dir` (which must exist). */
+export async function makeCa(dir: string, options: CaOptions = {}): Promise<TestCa> {
+  const name = options.name ?? 'ca';
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  await openssl([
+    'req',
+    '-x509',
+    ...keyArgs('ec'),
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-days',
+    String(options.days ?? 2),
+    '-subj',
+    `/CN=${options.commonName ?? 'kube-audit-rest test CA'}`,
+  ]);
+  return { certFile, keyFile, cert: await readFile(certFile, 'utf8') };
+}
+
+/** Makes a server certificate signed by `ca`, with its key, in `dir`; for serverAuth, with the given SANs. */
+export async function makeServerCert(
+  dir: string,
+  ca: TestCa,
+  options: ServerCertOptions = {},
+): Promise<TestServerCert> {
+  const name = options.name ?? 'server';
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  const csrFile = join(dir, `${name}.csr`);
+  const extFile = join(dir, `${name}.ext`);
+  const sans = [
+    ...(options.dnsNames ?? ['localhost']).map((n) => `DNS:${n}`),
+    ...(options.ipAddresses ?? ['127.0.0.1']).map((ip) => `IP:${ip}`),
+  ];
+  const ext = [
+    'basicConstraints=critical,CA:FALSE',
+    'keyUsage=critical,digitalSignature,keyEncipherment',
+    'extendedKeyUsage=serverAuth',
+    ...(sans.length > 0 ? [`subjectAltName=${sans.join(',')}`] : []),
+  ];
+  await writeFile(extFile, `${ext.join('\n')}\n`);
+  try {
+    const subj = `/CN=${options.commonName ?? 'localhost'}`;
+    const keyType = options.keyType ?? 'ec';
+    await openssl([
+      'req',
+      '-new',
+      ...keyArgs(keyType),
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      csrFile,
+      '-subj',
+      subj,
+    ]);
+    await openssl([
+      'x509',
+      '-req',
+      '-in',
+      csrFile,
+      '-CA',
+      ca.certFile,
+      '-CAkey',
+      ca.keyFile,
+      // A random serial rather than -CAcreateserial, so parallel calls never share a serial file.
+      '-set_serial',
+      `0x${randomBytes(16).toString('hex')}`,
+      '-days',
+      String(options.days ?? 1),
+      '-sha256',
+      '-extfile',
+      extFile,
+      '-out',
+      certFile,
+    ]);
+  } finally {
+    await Promise.all([rm(csrFile, { force: true }), rm(extFile, { force: true })]);
+  }
+  const printed = await openssl(['x509', '-in', certFile, '-noout', '-fingerprint', '-sha256']);
+  const fingerprint256 = printed.trim().split('=')[1] ?? '';
+  return {
+    certFile,
+    keyFile,
+    cert: await readFile(certFile, 'utf8'),
+    key: await readFile(keyFile, 'utf8'),
+    fingerprint256,
+  };
+}
