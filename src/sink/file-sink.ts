@@ -204,13 +204,16 @@ export function createFileSink(options: FileSinkOptions): LineSink {
     }
   }
 
-  /** Opens the path afresh, closing the old descriptor; undefined on success, else the open error. */
-  function reopen(reason: string): Error | undefined {
+  /**
+   * Opens the path afresh and closes the old descriptor; undefined on success, else the open error,
+   * logged with `openFailure` (the old descriptor then stays in use).
+   */
+  function replaceDescriptor(openFailure: string, fields: Record<string, unknown>): Error | undefined {
     let next: OpenFile;
     try {
       next = openLog(path);
     } catch (error) {
-      log.error('cannot reopen audit log file', { path, reason, error });
+      log.error(openFailure, { path, ...fields, error });
       return error as Error;
     }
     const old = file.fd;
@@ -218,9 +221,16 @@ export function createFileSink(options: FileSinkOptions): LineSink {
     try {
       closeSync(old);
     } catch (error) {
-      log.warn('closing the replaced audit log descriptor failed', { path, error });
+      log.warn('closing the previous audit log descriptor failed', { path, error });
     }
     syncDirectory();
+    return undefined;
+  }
+
+  /** Reopens the path after the file was deleted or moved away; undefined on success, else the open error. */
+  function reopen(reason: string): Error | undefined {
+    const error = replaceDescriptor('cannot reopen audit log file', { reason });
+    if (error) return error;
     log.warn('reopened audit log file', { path, reason });
     if (observer.reopened) notify(() => observer.reopened?.(reason));
     return undefined;
@@ -324,24 +334,10 @@ export function createFileSink(options: FileSinkOptions): LineSink {
   }
 
   function reopenAfterRotation(): Error | undefined {
-    let next: OpenFile;
-    try {
-      next = openLog(path);
-    } catch (error) {
-      // The old descriptor now writes into the backup; the next batch finds the path missing and retries.
-      log.error('rotated, but cannot open a new audit log file', { path, error });
-      nextPathCheck = 0;
-      return error as Error;
-    }
-    const old = file.fd;
-    file = next;
-    try {
-      closeSync(old);
-    } catch (error) {
-      log.warn('closing the rotated audit log descriptor failed', { path, error });
-    }
-    syncDirectory();
-    return undefined;
+    // On failure the old descriptor writes into the backup; the next batch finds the path missing and retries.
+    const error = replaceDescriptor('rotated, but cannot open a new audit log file', {});
+    if (error) nextPathCheck = 0;
+    return error;
   }
 
   function writeBatch(batch: Batch): BatchFailure | undefined {
