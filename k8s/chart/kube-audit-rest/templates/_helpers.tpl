@@ -1,0 +1,76 @@
+{{/* Chart name, or nameOverride. */}}
+{{- define "kube-audit-rest.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Name of every object: fullnameOverride, else the release name (plus the chart name unless it holds it). */}}
+{{- define "kube-audit-rest.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Selector labels: stable for the release's lifetime (Deployment selectors are immutable). */}}
+{{- define "kube-audit-rest.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kube-audit-rest.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "kube-audit-rest.labels" -}}
+{{ include "kube-audit-rest.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{/* The image reference: repository@digest when a digest is set, else repository:tag. */}}
+{{- define "kube-audit-rest.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kube-audit-rest.serviceAccountName" -}}
+{{- .Values.serviceAccount.name | default (include "kube-audit-rest.fullname" .) -}}
+{{- end -}}
+
+{{/* The TLS Secret the pods mount. */}}
+{{- define "kube-audit-rest.tlsSecretName" -}}
+{{- if .Values.tls.secretName -}}
+{{- .Values.tls.secretName -}}
+{{- else if eq .Values.tls.source "existingSecret" -}}
+{{- fail "tls.source existingSecret needs tls.secretName: the Secret holding tls.crt and tls.key" -}}
+{{- else -}}
+{{- printf "%s-tls" (include "kube-audit-rest.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Service's DNS names, which the serving certificate must carry. */}}
+{{- define "kube-audit-rest.dnsNames" -}}
+{{- $svc := printf "%s.%s.svc" (include "kube-audit-rest.fullname" .) .Release.Namespace -}}
+{{- list $svc (printf "%s.%s" $svc .Values.clusterDomain) | toJson -}}
+{{- end -}}
+
+{{/*
+The log volume's sizeLimit: log.sizeLimit, else maxSize x (maxBackups + 2) Mi -- the live file, the
+backups, and one more file of headroom.
+*/}}
+{{- define "kube-audit-rest.logSizeLimit" -}}
+{{- if .Values.log.sizeLimit -}}
+{{- .Values.log.sizeLimit -}}
+{{- else if eq (int .Values.log.maxBackups) 0 -}}
+{{- fail "log.maxBackups 0 keeps every rotated file, so the log has no bound: set log.sizeLimit" -}}
+{{- else -}}
+{{- printf "%dMi" (mul (int .Values.log.maxSize) (add (int .Values.log.maxBackups) 2)) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,644 @@
+/**
+ * @module test/manifests — every Kubernetes object we ship, sent to a real kube-apiserver: k8s/base,
+ * k8s/without-cert-manager, k8s/external and the Helm chart in each TLS mode go through server-side dry-run
+ * applies with strict field validation (a schema error or a Pod Security warning fails the test), and their
+ * wiring (Secret names, ports, flags, caBundle) is checked between objects. Also `helm lint`, the chart's
+ * `lookup` of a generated certificate, and k8s/scripts/make-certs.sh against the same API server.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+  type ControlPlane,
+  defaultBinDir,
+  missingControlPlaneBinaries,
+  startControlPlane,
+} from '../testing/control-plane.ts';
+
+const REPO = resolve(import.meta.dir, '..');
+const HELM = join(defaultBinDir, 'helm');
+const CHART = join(REPO, 'k8s', 'chart', 'kube-audit-rest');
+const CRDS = join(REPO, 'test', 'fixtures', 'crds');
+const NAMESPACE = 'kube-audit-rest';
+const RELEASE = 'kube-audit-rest';
+const TLS_SOURCES = ['certManager', 'existingSecret', 'generate'] as const;
+const FIELD_MANAGER = 'manifests-test';
+/** No single kubectl or helm call here takes more than a second or two; this only stops a hang. */
+const COMMAND_TIMEOUT_MS = 60_000;
+/** The chart's annotation holding the generated certificate's expiry (Unix seconds). */
+const NOT_AFTER_ANNOTATION = 'kube-audit-rest/not-after';
+
+type Meta = {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+};
+/** The fields every Kubernetes object has; the specific types below add what the tests read. */
+type K8sObject = { apiVersion: string; kind: string; metadata: Meta };
+type Webhook = {
+  name: string;
+  clientConfig: {
+    url?: string;
+    caBundle?: string;
+    service?: { name: string; namespace: string; port?: number; path?: string };
+  };
+  rules: unknown[];
+  failurePolicy: string;
+  matchPolicy: string;
+  sideEffects: string;
+  timeoutSeconds: number;
+  admissionReviewVersions: string[];
+};
+type WebhookConfiguration = K8sObject & { webhooks: Webhook[] };
+type Probe = { httpGet: { path: string; port: string | number } };
+type Container = {
+  image: string;
+  args: string[];
+  ports: { name: string; containerPort: number }[];
+  volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[];
+  readinessProbe: Probe;
+  livenessProbe: Probe;
+  lifecycle?: { preStop?: { sleep?: { seconds: number } } };
+  resources: { requests?: Record<string, string>; limits?: Record<string, string> };
+  securityContext: {
+    runAsNonRoot?: boolean;
+    allowPrivilegeEscalation?: boolean;
+    readOnlyRootFilesystem?: boolean;
+    capabilities?: { drop?: string[] };
+  };
+};
+type Volume = { name: string; secret?: { secretName: string }; emptyDir?: { sizeLimit?: string } };
+type PodSpec = {
+  automountServiceAccountToken?: boolean;
+  terminationGracePeriodSeconds?: number;
+  securityContext: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
+  containers: Container[];
+  volumes: Volume[];
+};
+type Deployment = K8sObject & { spec: { replicas: number; template: { spec: PodSpec } } };
+type Service = K8sObject & {
+  spec: { ports: { name: string; port: number; targetPort: string | number }[] };
+};
+type Certificate = K8sObject & {
+  spec: { secretName: string; dnsNames: string[]; isCA?: boolean; issuerRef: { name: string; kind: string } };
+};
+type Issuer = K8sObject & { spec: { selfSigned?: object; ca?: { secretName: string } } };
+type Secret = K8sObject & { type: string; data: Record<string, string> };
+type ServiceMonitor = K8sObject & { spec: { endpoints: { port: string; path: string }[] } };
+
+/** How a command ended and what it printed. */
+type Result = { code: number; stdout: string; stderr: string };
+
+/** Runs a command in the repository; `stdin` is fed to it. Never throws on a non-zero exit. */
+async function run(cmd: string[], stdin?: string, env?: Record<string, string>): Promise<Result> {
+  const proc = Bun.spawn(cmd, {
+    cwd: REPO,
+    stdin: stdin === undefined ? 'ignore' : Buffer.from(stdin),
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: { ...process.env, ...env },
+    timeout: COMMAND_TIMEOUT_MS,
+  });
+  const [code, stdout, stderr] = await Promise.all([
+    proc.exited,
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+  ]);
+  return { code, stdout, stderr };
+}
+
+/** Runs a command and resolves its stdout; throws with its stderr when it fails. */
+async function must(cmd: string[], stdin?: string, env?: Record<string, string>): Promise<string> {
+  const result = await run(cmd, stdin, env);
+  if (result.code !== 0) throw new Error(`${cmd.join(' ')} exited ${result.code}:\n${result.stderr}`);
+  return result.stdout;
+}
+
+/** Whether `value` is a non-null object (not an array). */
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Parses a YAML stream into Kubernetes objects; throws on a document that is not one. */
+function parseObjects(yaml: string): K8sObject[] {
+  const parsed = Bun.YAML.parse(yaml);
+  const docs = Array.isArray(parsed) ? parsed : [parsed];
+  return docs
+    .filter((doc) => doc !== null && doc !== undefined)
+    .map((doc) => {
+      const meta = isRecord(doc) ? doc.metadata : undefined;
+      if (
+        !isRecord(doc) ||
+        typeof doc.apiVersion !== 'string' ||
+        typeof doc.kind !== 'string' ||
+        !isRecord(meta) ||
+        typeof meta.name !== 'string'
+      ) {
+        throw new Error(`not a Kubernetes object: ${JSON.stringify(doc).slice(0, 200)}`);
+      }
+      return doc as K8sObject;
+    });
+}
+
+/** The one object of `kind` (and `name`, when given); throws when there is none or more than one. */
+function only<T extends K8sObject>(objects: readonly K8sObject[], kind: string, name?: string): T {
+  const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  const [first, ...rest] = found;
+  if (first === undefined || rest.length > 0) {
+    throw new Error(`expected one ${kind}${name ? ` ${name}` : ''}, found ${found.length}`);
+  }
+  return first as T;
+}
+
+/** How `kubectl -o name` prints an object: `<kind>[.<group>]/<name>`, kind in lower case. */
+function kubectlName(o: K8sObject): string {
+  const slash = o.apiVersion.indexOf('/');
+  const group = slash === -1 ? '' : `.${o.apiVersion.slice(0, slash)}`;
+  return `${o.kind.toLowerCase()}${group}/${o.metadata.name}`;
+}
+
+/** The value of `--name=value` in `args`; throws when the flag is absent. */
+function flag(args: readonly string[], name: string): string {
+  const prefix = `--${name}=`;
+  const arg = args.find((a) => a.startsWith(prefix));
+  if (arg === undefined) throw new Error(`no ${prefix} in ${args.join(' ')}`);
+  return arg.slice(prefix.length);
+}
+
+/** The first container of the Deployment's pod template; throws when there is none. */
+function mainContainer(deployment: Deployment): Container {
+  const container = deployment.spec.template.spec.containers[0];
+  if (container === undefined) throw new Error('the Deployment has no container');
+  return container;
+}
+
+/** The first webhook of a configuration; throws when there is none. */
+function firstWebhook(config: WebhookConfiguration): Webhook {
+  const webhook = config.webhooks[0];
+  if (webhook === undefined) throw new Error(`${config.metadata.name} has no webhooks`);
+  return webhook;
+}
+
+/** The webhook fields that must not drift between our variants. */
+function webhookPolicy(webhook: Webhook): Record<string, unknown> {
+  const { rules, failurePolicy, matchPolicy, sideEffects, timeoutSeconds, admissionReviewVersions } = webhook;
+  return { rules, failurePolicy, matchPolicy, sideEffects, timeoutSeconds, admissionReviewVersions };
+}
+
+/**
+ * Checks what ties the in-cluster objects together: the Deployment mounts `secretName` at /etc/tls and
+ * passes the flags the Service and probes rely on; the log volume fits the rotation flags; the webhook
+ * calls the Service on 443 at /log-request with the policies we promise.
+ */
+function expectWired(objects: readonly K8sObject[], secretName: string): void {
+  const deployment = only<Deployment>(objects, 'Deployment');
+  const pod = deployment.spec.template.spec;
+  const container = mainContainer(deployment);
+  const volume = (name: string): Volume => {
+    const v = pod.volumes.find((x) => x.name === name);
+    if (v === undefined) throw new Error(`no volume ${name}`);
+    return v;
+  };
+  const mountOf = (path: string) => container.volumeMounts.find((m) => m.mountPath === path);
+
+  expect(deployment.spec.replicas).toBe(2);
+  expect(pod.automountServiceAccountToken).toBe(false);
+  expect(pod.securityContext).toMatchObject({
+    runAsNonRoot: true,
+    runAsUser: 65532,
+    seccompProfile: { type: 'RuntimeDefault' },
+  });
+  expect(container.securityContext).toMatchObject({
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'] },
+  });
+
+  // TLS: the flags point into the Secret's mount, which is read-only and not a subPath.
+  expect(flag(container.args, 'cert-filename')).toBe('/etc/tls/tls.crt');
+  expect(flag(container.args, 'cert-key-filename')).toBe('/etc/tls/tls.key');
+  const tlsMount = mountOf('/etc/tls');
+  expect(tlsMount?.readOnly).toBe(true);
+  expect(volume(tlsMount?.name ?? '').secret?.secretName).toBe(secretName);
+
+  // The log: its directory is the emptyDir, sized maxSize x (maxBackups + 2) MiB.
+  const logFile = flag(container.args, 'logger-filename');
+  const logMount = mountOf(logFile.slice(0, logFile.lastIndexOf('/')));
+  const maxSize = Number(flag(container.args, 'logger-max-size'));
+  const maxBackups = Number(flag(container.args, 'logger-max-backups'));
+  expect(logFile).toBe('/var/log/kube-audit-rest/audit.log');
+  expect([maxSize, maxBackups]).toEqual([100, 1]);
+  expect(volume(logMount?.name ?? '').emptyDir?.sizeLimit).toBe(`${maxSize * (maxBackups + 2)}Mi`);
+
+  // Ports: flags, container ports, probes and the Service agree.
+  const port = (name: string) => container.ports.find((p) => p.name === name)?.containerPort;
+  expect(port('https')).toBe(Number(flag(container.args, 'server-port')));
+  expect(port('metrics')).toBe(Number(flag(container.args, 'metrics-port')));
+  expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+  expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+  expect(container.lifecycle?.preStop?.sleep?.seconds).toBeGreaterThan(0);
+  const service = only<Service>(objects, 'Service');
+  expect(service.spec.ports).toContainEqual(expect.objectContaining({ port: 443, targetPort: 'https' }));
+  expect(service.spec.ports).toContainEqual(
+    expect.objectContaining({ name: 'metrics', targetPort: 'metrics' }),
+  );
+
+  // The webhook calls that Service.
+  const webhook = firstWebhook(only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration'));
+  expect(webhook.clientConfig.service).toEqual({
+    name: service.metadata.name,
+    namespace: service.metadata.namespace ?? '',
+    port: 443,
+    path: '/log-request',
+  });
+  expect(webhookPolicy(webhook)).toMatchObject({
+    failurePolicy: 'Ignore',
+    matchPolicy: 'Equivalent',
+    sideEffects: 'None',
+    timeoutSeconds: 5,
+  });
+  expect(
+    only<K8sObject & { spec: { minAvailable: number } }>(objects, 'PodDisruptionBudget').spec.minAvailable,
+  ).toBe(1);
+}
+
+/**
+ * Checks the cert-manager chain: the webhook's inject-ca-from names the serving Certificate, which writes
+ * the Secret the pods mount, carries the Service's DNS names and is issued by a CA Issuer backed by an
+ * `isCA` Certificate from a self-signed Issuer.
+ */
+function expectCertManagerChain(objects: readonly K8sObject[]): void {
+  const webhookConfig = only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration');
+  const inject = webhookConfig.metadata.annotations?.['cert-manager.io/inject-ca-from'] ?? '';
+  const [certNamespace, certName] = inject.split('/');
+  const serving = only<Certificate>(objects, 'Certificate', certName);
+  expect(serving.metadata.namespace).toBe(certNamespace);
+  const service = only<Service>(objects, 'Service');
+  const host = `${service.metadata.name}.${service.metadata.namespace}.svc`;
+  expect(serving.spec.dnsNames).toEqual([host, `${host}.cluster.local`]);
+  expectWired(objects, serving.spec.secretName);
+  const caIssuer = only<Issuer>(objects, 'Issuer', serving.spec.issuerRef.name);
+  const caCert = objects
+    .filter((o): o is Certificate => o.kind === 'Certificate')
+    .find((c) => c.spec.secretName === caIssuer.spec.ca?.secretName);
+  expect(caCert?.spec.isCA).toBe(true);
+  expect(only<Issuer>(objects, 'Issuer', caCert?.spec.issuerRef.name).spec.selfSigned).toEqual({});
+}
+
+/** Decodes base64 to text. */
+function unbase64(b64: string): string {
+  return Buffer.from(b64, 'base64').toString('utf8');
+}
+
+const missing = [
+  ...missingControlPlaneBinaries(),
+  ...(Bun.which(HELM) === null ? ['helm'] : []),
+  ...(Bun.which('kubectl') === null ? ['kubectl (on PATH)'] : []),
+];
+
+describe('Kubernetes manifests (real kube-apiserver)', () => {
+  if (missing.length > 0) {
+    // Fail, never skip: CI must not go green without the API server having seen the manifests.
+    it('has kube-apiserver, etcd, helm and kubectl', () => {
+      throw new Error(
+        `${missing.join(', ')} missing (binaries dir ${defaultBinDir}): run \`bash testing/k8s-tools/build.sh\`` +
+          ' and install kubectl',
+      );
+    });
+    return;
+  }
+
+  let cp: ControlPlane;
+  let helmHome: string;
+  let base: K8sObject[];
+
+  /** kubectl against the control plane, with a discovery cache of its own. */
+  const kubectl = (args: string[], stdin?: string): Promise<Result> =>
+    run(
+      [
+        'kubectl',
+        `--kubeconfig=${cp.kubeconfigPath}`,
+        `--cache-dir=${join(cp.dir, 'kubectl-cache')}`,
+        ...args,
+      ],
+      stdin,
+    );
+
+  /** helm with its config, cache and data kept out of $HOME. */
+  const helm = (args: string[]): Promise<Result> =>
+    run([HELM, ...args], undefined, {
+      HELM_CACHE_HOME: join(helmHome, 'cache'),
+      HELM_CONFIG_HOME: join(helmHome, 'config'),
+      HELM_DATA_HOME: join(helmHome, 'data'),
+    });
+
+  /** `helm template` of the chart as release kube-audit-rest; throws when rendering fails. */
+  const helmTemplate = async (...args: string[]): Promise<string> => {
+    const result = await helm(['template', RELEASE, CHART, `--namespace=${NAMESPACE}`, ...args]);
+    if (result.code !== 0) throw new Error(`helm template ${args.join(' ')}:\n${result.stderr}`);
+    return result.stdout;
+  };
+
+  /** Server-side apply as a dry run, with strict field validation; resolves what kubectl reported. */
+  const dryRun = (yaml: string): Promise<Result> =>
+    kubectl(
+      [
+        'apply',
+        '--server-side',
+        '--dry-run=server',
+        '--validate=strict',
+        `--field-manager=${FIELD_MANAGER}`,
+        '-o',
+        'name',
+        '-f',
+        '-',
+      ],
+      yaml,
+    );
+
+  /** Expects the API server to accept every object in `yaml` without warnings; resolves the objects. */
+  const expectAccepted = async (yaml: string): Promise<K8sObject[]> => {
+    const objects = parseObjects(yaml);
+    const result = await dryRun(yaml);
+    // A refused object makes kubectl exit non-zero; warnings (Pod Security, deprecations) fail too.
+    expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
+    const accepted = result.stdout.trim().split('\n').sort();
+    expect(accepted).toEqual(objects.map(kubectlName).sort());
+    return objects;
+  };
+
+  beforeAll(async () => {
+    cp = await startControlPlane();
+    helmHome = await mkdtemp(join(tmpdir(), 'kar-helm-'));
+    // The bare API server lacks cert-manager's and the Prometheus Operator's kinds.
+    const crds = await kubectl(['apply', '--server-side', '-f', CRDS]);
+    if (crds.code !== 0) throw new Error(`installing ${CRDS}: ${crds.stderr}`);
+    const established = await kubectl([
+      'wait',
+      '--for=condition=Established',
+      'crd',
+      '--all',
+      '--timeout=30s',
+    ]);
+    if (established.code !== 0) throw new Error(`CRDs not established: ${established.stderr}`);
+    // The namespace exists for real, with its Pod Security labels, so namespaced dry runs are admitted
+    // (and warned about) as they would be in a cluster.
+    base = parseObjects(await must(['kubectl', 'kustomize', 'k8s/base']));
+    const namespace = await kubectl(
+      ['apply', '--server-side', '-f', '-'],
+      JSON.stringify(only(base, 'Namespace')),
+    );
+    if (namespace.code !== 0) throw new Error(`creating the namespace: ${namespace.stderr}`);
+  }, 90_000);
+
+  afterAll(async () => {
+    await cp?.stop();
+    if (helmHome) await rm(helmHome, { recursive: true, force: true });
+  });
+
+  it('accepts every object of k8s/base, wired to its cert-manager Certificate, when dry-run applied', async () => {
+    const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/base']));
+    expect(objects.map((o) => o.kind).sort()).toEqual(
+      [
+        'Certificate',
+        'Certificate',
+        'Deployment',
+        'Issuer',
+        'Issuer',
+        'Namespace',
+        'NetworkPolicy',
+        'PodDisruptionBudget',
+        'Service',
+        'ServiceAccount',
+        'ValidatingWebhookConfiguration',
+      ].sort(),
+    );
+    expect(only(objects, 'Namespace').metadata.labels).toMatchObject({
+      'pod-security.kubernetes.io/enforce': 'restricted',
+      'pod-security.kubernetes.io/audit': 'restricted',
+      'pod-security.kubernetes.io/warn': 'restricted',
+    });
+    expect(
+      only<K8sObject & { automountServiceAccountToken: boolean }>(objects, 'ServiceAccount'),
+    ).toMatchObject({
+      automountServiceAccountToken: false,
+    });
+    expectCertManagerChain(objects);
+  });
+
+  it('accepts k8s/without-cert-manager, which is k8s/base minus cert-manager, when dry-run applied', async () => {
+    const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/without-cert-manager']));
+    expect(objects.some((o) => o.apiVersion.startsWith('cert-manager.io/'))).toBe(false);
+    const webhook = only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration');
+    expect(webhook.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBeUndefined();
+    expect(webhook.webhooks).toEqual(
+      only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration').webhooks,
+    );
+    expectWired(objects, 'kube-audit-rest-tls');
+  });
+
+  it('accepts the external webhook, with the same rules and policies as the in-cluster one, when dry-run applied', async () => {
+    const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/external']));
+    expect(objects.map((o) => o.kind)).toEqual(['ValidatingWebhookConfiguration']);
+    const external = firstWebhook(only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration'));
+    const inCluster = firstWebhook(only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration'));
+    expect(external.clientConfig.service).toBeUndefined();
+    expect(external.clientConfig.url).toMatch(/^https:\/\/[^/]+\/log-request$/);
+    expect(webhookPolicy(external)).toEqual(webhookPolicy(inCluster));
+  });
+
+  for (const source of TLS_SOURCES) {
+    it(`accepts the chart's objects, ServiceMonitor included, when tls.source is ${source}`, async () => {
+      const existingSecret = source === 'existingSecret';
+      const caBundle = Buffer.from(cp.caPem).toString('base64');
+      const objects = await expectAccepted(
+        await helmTemplate(
+          `--set=tls.source=${source}`,
+          '--set=serviceMonitor.enabled=true',
+          ...(existingSecret ? ['--set=tls.secretName=my-tls', `--set=tls.caBundle=${caBundle}`] : []),
+        ),
+      );
+      const monitor = only<ServiceMonitor>(objects, 'ServiceMonitor');
+      expect(monitor.spec.endpoints).toEqual([
+        expect.objectContaining({ port: 'metrics', path: '/metrics' }),
+      ]);
+      const webhook = firstWebhook(only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration'));
+
+      if (source === 'certManager') {
+        expectCertManagerChain(objects);
+        expect(webhook.clientConfig.caBundle).toBeUndefined();
+      } else if (source === 'existingSecret') {
+        expectWired(objects, 'my-tls');
+        expect(objects.some((o) => o.kind === 'Secret' || o.kind === 'Certificate')).toBe(false);
+        expect(webhook.clientConfig.caBundle).toBe(caBundle);
+      } else {
+        const secret = only<Secret>(objects, 'Secret');
+        expectWired(objects, secret.metadata.name);
+        expect(secret.type).toBe('kubernetes.io/tls');
+        // caBundle is the CA that signed the Secret's certificate, which names the Service.
+        expect(webhook.clientConfig.caBundle).toBe(secret.data['ca.crt']);
+        const ca = new X509Certificate(unbase64(secret.data['ca.crt'] ?? ''));
+        const leaf = new X509Certificate(unbase64(secret.data['tls.crt'] ?? ''));
+        expect(leaf.verify(ca.publicKey)).toBe(true);
+        expect(leaf.subjectAltName).toBe(
+          'DNS:kube-audit-rest.kube-audit-rest.svc, DNS:kube-audit-rest.kube-audit-rest.svc.cluster.local',
+        );
+      }
+    });
+  }
+
+  it('renders the same container, pod security and webhook as k8s/base when the chart has its defaults', async () => {
+    const chart = parseObjects(await helmTemplate());
+    const chartPod = only<Deployment>(chart, 'Deployment').spec.template.spec;
+    const basePod = only<Deployment>(base, 'Deployment').spec.template.spec;
+    expect(chartPod.containers).toEqual(basePod.containers);
+    expect(chartPod.securityContext).toEqual(basePod.securityContext);
+    expect(chartPod.volumes).toEqual(basePod.volumes);
+    expect(chartPod.terminationGracePeriodSeconds).toBe(basePod.terminationGracePeriodSeconds ?? -1);
+    const chartWebhook = firstWebhook(only<WebhookConfiguration>(chart, 'ValidatingWebhookConfiguration'));
+    const baseWebhook = firstWebhook(only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration'));
+    expect(chartWebhook).toEqual(baseWebhook);
+  });
+
+  it('sizes the log volume from log.maxSize and log.maxBackups, and refuses an unbounded log', async () => {
+    const sized = parseObjects(await helmTemplate('--set=log.maxSize=50', '--set=log.maxBackups=3'));
+    const deployment = only<Deployment>(sized, 'Deployment');
+    const logVolume = deployment.spec.template.spec.volumes.find((v) => v.name === 'audit-log');
+    expect(logVolume?.emptyDir?.sizeLimit).toBe('250Mi');
+    expect(mainContainer(deployment).resources.requests?.['ephemeral-storage']).toBe('250Mi');
+    const unbounded = await helm(['template', RELEASE, CHART, '--set=log.maxBackups=0']);
+    expect(unbounded.code).not.toBe(0);
+    expect(unbounded.stderr).toContain('set log.sizeLimit');
+    const noSecret = await helm(['template', RELEASE, CHART, '--set=tls.source=existingSecret']);
+    expect(noSecret.code).not.toBe(0);
+    expect(noSecret.stderr).toContain('tls.secretName');
+  });
+
+  it('passes helm lint --strict', async () => {
+    const lint = await helm(['lint', '--strict', CHART]);
+    expect(lint.stderr).toBe('');
+    expect(lint.code).toBe(0);
+  });
+
+  it('refuses a field the schema lacks and warns about a Pod Security breach when they are dry-run applied', async () => {
+    // The checks above are only as good as the API server's refusals: show that they happen.
+    const deployment = only<Deployment>(base, 'Deployment');
+    const unknownField = await dryRun(
+      JSON.stringify({ ...deployment, spec: { ...deployment.spec, replica: 2 } }),
+    );
+    expect(unknownField.code).not.toBe(0);
+    expect(unknownField.stderr).toContain('.spec.replica: field not declared in schema');
+
+    const container = mainContainer(deployment);
+    const privileged = structuredClone(deployment);
+    privileged.spec.template.spec.containers = [
+      { ...container, securityContext: { ...container.securityContext, allowPrivilegeEscalation: true } },
+    ];
+    const breach = await dryRun(JSON.stringify(privileged));
+    expect(breach.stderr).toContain('would violate PodSecurity "restricted:latest"');
+  });
+
+  it('keeps the generated certificate across upgrades via lookup, and renews it near expiry', async () => {
+    const first = parseObjects(await helmTemplate('--set=tls.source=generate'));
+    const secret = only<Secret>(first, 'Secret');
+    // Store it as a Helm install would have (Helm refuses to adopt objects without its ownership marks).
+    const installed = structuredClone(secret);
+    installed.metadata.annotations = {
+      ...installed.metadata.annotations,
+      'meta.helm.sh/release-name': RELEASE,
+      'meta.helm.sh/release-namespace': NAMESPACE,
+    };
+    installed.metadata.labels = { ...installed.metadata.labels, 'app.kubernetes.io/managed-by': 'Helm' };
+    const created = await kubectl(['apply', '--server-side', '-f', '-'], JSON.stringify(installed));
+    expect(created.stderr).toBe('');
+
+    const lookupRender = async () => {
+      const objects = parseObjects(
+        await helmTemplate(
+          '--set=tls.source=generate',
+          `--kubeconfig=${cp.kubeconfigPath}`,
+          '--dry-run=server',
+        ),
+      );
+      return {
+        secret: only<Secret>(objects, 'Secret'),
+        caBundle: firstWebhook(only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration'))
+          .clientConfig.caBundle,
+      };
+    };
+    const upgrade = await lookupRender();
+    expect(upgrade.secret.data).toEqual(secret.data);
+    expect(upgrade.caBundle).toBe(secret.data['ca.crt']);
+
+    // One day left, fewer than renewBeforeDays (30): the next upgrade makes a new CA and certificate,
+    // and trusts the old CA too until the pods have reloaded.
+    const soon = String(Math.floor(Date.now() / 1000) + 86_400);
+    const annotated = await kubectl([
+      'annotate',
+      '--overwrite',
+      `--namespace=${NAMESPACE}`,
+      `secret/${secret.metadata.name}`,
+      `${NOT_AFTER_ANNOTATION}=${soon}`,
+    ]);
+    expect(annotated.code).toBe(0);
+    const renewal = await lookupRender();
+    expect(renewal.secret.data['ca.crt']).not.toBe(secret.data['ca.crt']);
+    expect(renewal.secret.data['tls.crt']).not.toBe(secret.data['tls.crt']);
+    expect(unbase64(renewal.caBundle ?? '')).toBe(
+      unbase64(renewal.secret.data['ca.crt'] ?? '') + unbase64(secret.data['ca.crt'] ?? ''),
+    );
+    expect(Number(renewal.secret.metadata.annotations?.[NOT_AFTER_ANNOTATION])).toBeGreaterThan(Number(soon));
+
+    await kubectl(['delete', `--namespace=${NAMESPACE}`, `secret/${secret.metadata.name}`]);
+  });
+
+  it('makes the TLS Secret and caBundle when make-certs.sh runs on a cluster without cert-manager', async () => {
+    // The webhook for real (no Service exists, so the API server's calls to it fail at once and are ignored).
+    const objects = parseObjects(await must(['kubectl', 'kustomize', 'k8s/without-cert-manager']));
+    const webhookYaml = JSON.stringify(only(objects, 'ValidatingWebhookConfiguration'));
+    expect((await kubectl(['apply', '--server-side', '-f', '-'], webhookYaml)).code).toBe(0);
+    const env = { KUBECONFIG: cp.kubeconfigPath, KUBECACHEDIR: join(cp.dir, 'kubectl-cache') };
+    const readBack = async () => {
+      const secret = JSON.parse(
+        await must(
+          ['kubectl', `--namespace=${NAMESPACE}`, 'get', 'secret/kube-audit-rest-tls', '-o', 'json'],
+          undefined,
+          env,
+        ),
+      ) as Secret;
+      const webhook = JSON.parse(
+        await must(
+          ['kubectl', 'get', 'validatingwebhookconfiguration/kube-audit-rest', '-o', 'json'],
+          undefined,
+          env,
+        ),
+      ) as WebhookConfiguration;
+      return { secret, caBundle: unbase64(firstWebhook(webhook).clientConfig.caBundle ?? '') };
+    };
+    try {
+      await must(['bash', 'k8s/scripts/make-certs.sh'], undefined, env);
+      const first = await readBack();
+      expect(first.secret.type).toBe('kubernetes.io/tls');
+      expect(Object.keys(first.secret.data).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+      const ca = unbase64(first.secret.data['ca.crt'] ?? '');
+      const leaf = new X509Certificate(unbase64(first.secret.data['tls.crt'] ?? ''));
+      expect(leaf.verify(new X509Certificate(ca).publicKey)).toBe(true);
+      expect(leaf.subjectAltName).toBe(
+        'DNS:kube-audit-rest.kube-audit-rest.svc, DNS:kube-audit-rest.kube-audit-rest.svc.cluster.local',
+      );
+      expect(first.caBundle).toBe(ca);
+
+      // Again, as before expiry: a new pair, and the bundle trusts the new CA and the previous one.
+      await must(['bash', 'k8s/scripts/make-certs.sh'], undefined, env);
+      const second = await readBack();
+      const newCa = unbase64(second.secret.data['ca.crt'] ?? '');
+      expect(newCa).not.toBe(ca);
+      expect(second.caBundle).toBe(newCa + ca);
+    } finally {
+      await kubectl(['delete', 'validatingwebhookconfiguration/kube-audit-rest']);
+    }
+  });
+});
