@@ -66,8 +66,14 @@ export type E2eClusterOptions = {
   render?: Omit<RenderOptions, 'url' | 'caPem'>;
 };
 
-/** Returns a client that calls the API server with the admin token, impersonating `username` in `groups`. */
+/**
+ * Returns a client that calls the API server with the admin token, impersonating `username` in `group`.
+ * One group at most: fetch's Headers join repeated `Impersonate-Group` headers into one value, which the
+ * API server would read as a single group named "a, b".
+ */
 export function impersonate(cp: ControlPlane, username: string, groups: readonly string[] = []): UserClient {
+  if (groups.length > 1)
+    throw new Error('impersonate() takes at most one group (fetch joins repeated headers)');
   return {
     username,
     async call(method, path, body, contentType = 'application/json') {
