@@ -25,12 +25,12 @@ import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AdmissionRequest } from '../test/helpers/e2e-audit-log.ts';
 import {
-  type BackendFactory,
   bindClusterAdmin,
+  type CapturedReview,
+  captureBackend,
   impersonate,
   startE2eCluster,
   type UserClient,
-  type WebhookBackend,
 } from '../test/helpers/e2e-cluster.ts';
 
 const root = join(import.meta.dir, '..');
@@ -40,36 +40,6 @@ const USERS = ['alice@example.com', 'bob'] as const;
 const NS = 'shop';
 /** The value planted in sample 06; kube-audit-rest replaces it. */
 const PLANTED_TIMESTAMP = '2000-01-01T00:00:00Z';
-
-/** One request body as the API server sent it. */
-type Captured = { raw: Buffer; apiVersion: string; request: AdmissionRequest };
-
-/** A webhook that records every body and allows every request. */
-function captureBackend(store: Captured[]): BackendFactory {
-  return async (cert) => {
-    const server = Bun.serve({
-      hostname: '127.0.0.1',
-      port: 0,
-      tls: { cert: cert.cert, key: cert.key },
-      async fetch(req) {
-        const raw = Buffer.from(await req.arrayBuffer());
-        const review = JSON.parse(raw.toString('utf8')) as { apiVersion: string; request: AdmissionRequest };
-        store.push({ raw, apiVersion: review.apiVersion, request: review.request });
-        return Response.json({
-          kind: 'AdmissionReview',
-          apiVersion: review.apiVersion,
-          response: { uid: review.request.uid, allowed: true },
-        });
-      },
-    });
-    const backend: WebhookBackend = {
-      url: `https://127.0.0.1:${server.port}/log-request`,
-      countContaining: (text) => store.filter((c) => c.raw.includes(text)).length,
-      stop: () => server.stop(true),
-    };
-    return backend;
-  };
-}
 
 /** Calls the API and insists on `status`. */
 async function must(client: UserClient, status: number, method: string, path: string, body?: unknown) {
@@ -82,7 +52,11 @@ async function must(client: UserClient, status: number, method: string, path: st
 }
 
 /** The one capture of `apiVersion` matching `match`; throws unless there is exactly one. */
-function pick(store: Captured[], apiVersion: string, match: (r: AdmissionRequest) => boolean): Captured {
+function pick(
+  store: CapturedReview[],
+  apiVersion: string,
+  match: (r: AdmissionRequest) => boolean,
+): CapturedReview {
   const found = store.filter((c) => c.apiVersion === `admission.k8s.io/${apiVersion}` && match(c.request));
   if (found.length !== 1 || found[0] === undefined)
     throw new Error(`expected one capture, found ${found.length}`);
@@ -143,7 +117,7 @@ function prettyPrint(compact: string): string {
   return `${out}\n`;
 }
 
-const store: Captured[] = [];
+const store: CapturedReview[] = [];
 const cluster = await startE2eCluster({
   backend: captureBackend(store),
   markerUser: 'alice@example.com',

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ControlPlane, startControlPlane } from '../../testing/control-plane.ts';
 import { makeCa, makeServerCert, type TestCa, type TestServerCert } from './certs.ts';
+import type { AdmissionRequest } from './e2e-audit-log.ts';
 import { type RenderOptions, renderWebhookConfiguration, type WebhookConfiguration } from './e2e-webhook.ts';
 import { type ServerProcess, startServer, waitUntil } from './server-process.ts';
 
@@ -224,4 +225,34 @@ export async function startE2eCluster(options: E2eClusterOptions): Promise<E2eCl
     await stop().catch(() => {});
     throw error;
   }
+}
+
+/** One request body as the API server sent it, byte for byte, with the parts a capture script picks by. */
+export type CapturedReview = { raw: Buffer; apiVersion: string; request: AdmissionRequest };
+
+/** A webhook backend that records every body into `store` and allows every request; for capture scripts. */
+export function captureBackend(store: CapturedReview[]): BackendFactory {
+  return async (cert) => {
+    const server = Bun.serve({
+      hostname: '127.0.0.1',
+      port: 0,
+      tls: { cert: cert.cert, key: cert.key },
+      async fetch(req) {
+        const raw = Buffer.from(await req.arrayBuffer());
+        const review = JSON.parse(raw.toString('utf8')) as { apiVersion: string; request: AdmissionRequest };
+        store.push({ raw, apiVersion: review.apiVersion, request: review.request });
+        return Response.json({
+          kind: 'AdmissionReview',
+          apiVersion: review.apiVersion,
+          response: { uid: review.request.uid, allowed: true },
+        });
+      },
+    });
+    const backend: WebhookBackend = {
+      url: `https://127.0.0.1:${server.port}/log-request`,
+      countContaining: (text) => store.filter((c) => c.raw.includes(text)).length,
+      stop: () => server.stop(true),
+    };
+    return backend;
+  };
 }

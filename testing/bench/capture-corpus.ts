@@ -25,12 +25,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AdmissionRequest } from '../../test/helpers/e2e-audit-log.ts';
 import {
-  type BackendFactory,
   bindClusterAdmin,
+  type CapturedReview,
+  captureBackend,
   impersonate,
   startE2eCluster,
   type UserClient,
-  type WebhookBackend,
 } from '../../test/helpers/e2e-cluster.ts';
 import { CORPUS_DIR, PAD_PLACEHOLDER } from './corpus.ts';
 
@@ -44,36 +44,6 @@ const NS = 'shop';
 /** Env vars and annotations that make the Deployment about as big as a real service's (~10 KB each copy). */
 const DEPLOYMENT_ENV_VARS = 38;
 const DEPLOYMENT_ANNOTATIONS = 15;
-
-/** One request body as the API server sent it. */
-type Captured = { raw: Buffer; request: AdmissionRequest };
-
-/** A webhook that records every body and allows every request. */
-function captureBackend(store: Captured[]): BackendFactory {
-  return async (cert) => {
-    const server = Bun.serve({
-      hostname: '127.0.0.1',
-      port: 0,
-      tls: { cert: cert.cert, key: cert.key },
-      async fetch(req) {
-        const raw = Buffer.from(await req.arrayBuffer());
-        const review = JSON.parse(raw.toString('utf8')) as { apiVersion: string; request: AdmissionRequest };
-        store.push({ raw, request: review.request });
-        return Response.json({
-          kind: 'AdmissionReview',
-          apiVersion: review.apiVersion,
-          response: { uid: review.request.uid, allowed: true },
-        });
-      },
-    });
-    const backend: WebhookBackend = {
-      url: `https://127.0.0.1:${server.port}/log-request`,
-      countContaining: (text) => store.filter((c) => c.raw.includes(text)).length,
-      stop: () => server.stop(true),
-    };
-    return backend;
-  };
-}
 
 /** Calls the API and insists on `status`; returns the parsed answer. */
 async function must(
@@ -92,7 +62,11 @@ async function must(
 }
 
 /** The last capture matching `match`; throws if there is none. */
-function last(store: Captured[], what: string, match: (r: AdmissionRequest) => boolean): Captured {
+function last(
+  store: CapturedReview[],
+  what: string,
+  match: (r: AdmissionRequest) => boolean,
+): CapturedReview {
   const found = store.filter((c) => match(c.request));
   const pick = found[found.length - 1];
   if (pick === undefined) throw new Error(`no capture of ${what}`);
@@ -129,7 +103,7 @@ const volumes = [
 ];
 
 /** A corpus file to write, with the size band it must fall in. */
-type Sample = { name: string; from: Captured; minBytes: number; maxBytes: number };
+type Sample = { name: string; from: CapturedReview; minBytes: number; maxBytes: number };
 
 /** Writes the corpus files after checking each is one compact JSON line within its size band. */
 async function save(samples: readonly Sample[]): Promise<void> {
@@ -150,7 +124,7 @@ async function save(samples: readonly Sample[]): Promise<void> {
   for (const { name, from } of samples) await writeFile(join(CORPUS_DIR, `${name}.jsonl`), from.raw);
 }
 
-const store: Captured[] = [];
+const store: CapturedReview[] = [];
 const cluster = await startE2eCluster({
   backend: captureBackend(store),
   markerUser: CM_USER,
