@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import { existsSync } from 'node:fs';
 import {
   type ControlPlane,
-  defaultBinDir,
+  missingBinariesMessage,
   missingControlPlaneBinaries,
   startControlPlane,
 } from '../testing/control-plane.ts';
@@ -39,12 +39,7 @@ describe('control plane (real etcd + kube-apiserver)', () => {
   if (missing.length > 0) {
     // Fail, never skip: a green run must mean the end-to-end tools were really exercised.
     it('has etcd and kube-apiserver built', () => {
-      const how = 'bash testing/k8s-tools/build.sh';
-      throw new Error(
-        process.env.CI
-          ? `CI: ${missing.join(', ')} missing in ${defaultBinDir}; .ci/run must run \`${how}\` before bun test`
-          : `${missing.join(', ')} missing in ${defaultBinDir}: run \`${how}\` once (about 6 min on 2 cores with a cold Go build cache)`,
-      );
+      throw new Error(missingBinariesMessage(missing, Boolean(process.env.CI)));
     });
     return;
   }

@@ -8,7 +8,7 @@
  * calls of {@link USER}; the API server's own traffic is left out. Needs `bash testing/k8s-tools/build.sh`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
-import { defaultBinDir, missingControlPlaneBinaries } from '../testing/control-plane.ts';
+import { missingBinariesMessage, missingControlPlaneBinaries } from '../testing/control-plane.ts';
 import {
   type AdmissionRequest,
   type AuditEntry,
@@ -165,12 +165,7 @@ describe('kube-audit-rest behind a real kube-apiserver', () => {
   if (missing.length > 0) {
     // Fail, never skip: a green run must mean a real API server called kube-audit-rest.
     it('has etcd and kube-apiserver built', () => {
-      const how = 'bash testing/k8s-tools/build.sh';
-      throw new Error(
-        process.env.CI
-          ? `CI: ${missing.join(', ')} missing in ${defaultBinDir}; .ci/run must run \`${how}\` before bun test`
-          : `${missing.join(', ')} missing in ${defaultBinDir}: run \`${how}\` once (about 6 min on 2 cores with a cold Go build cache)`,
-      );
+      throw new Error(missingBinariesMessage(missing, Boolean(process.env.CI)));
     });
     return;
   }

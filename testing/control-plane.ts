@@ -346,3 +346,14 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     );
   }
 }
+
+/**
+ * Returns the error message for test suites that find control-plane binaries missing: they fail, never
+ * skip, so a green run always means the real tools ran. In CI it names .ci/run as what is broken.
+ */
+export function missingBinariesMessage(missing: readonly string[], ci: boolean): string {
+  const how = 'bash testing/k8s-tools/build.sh';
+  return ci
+    ? `CI: ${missing.join(', ')} missing in ${defaultBinDir}; .ci/run must run \`${how}\` before bun test`
+    : `${missing.join(', ')} missing in ${defaultBinDir}: run \`${how}\` once (about 6 min on 2 cores with a cold Go build cache)`;
+}
