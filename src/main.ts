@@ -2,7 +2,7 @@
  * @module Entry point: parse flags → open the sink → serve the webhook and the operations port → wait
  * for SIGTERM/SIGINT → drain, flush, exit.
  */
-import { createApp, createOpsApp } from './app.ts';
+import { createOpsApp, createWebhook, errorResponse } from './app.ts';
 import { createClock } from './clock.ts';
 import { type Config, HELP, parseArgs } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -84,11 +84,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     return EXIT_FAILURE;
   }
 
-  const app = createApp({
+  const webhookLog = log.child('webhook');
+  const webhook = createWebhook({
     sink,
     metrics,
     clock: createClock(),
-    log: log.child('webhook'),
+    log: webhookLog,
     maxRequestBytes: config.maxRequestBytes,
     requestTimeoutMs: config.requestTimeoutMs,
   });
@@ -98,7 +99,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     tls = await startTlsServer({
       certFile: config.certFilename,
       keyFile: config.certKeyFilename,
-      fetch: (req, server) => app.fetch(req, server),
+      routes: { '/log-request': { POST: webhook.logRequest } },
+      fetch: (req, server) => webhook.app.fetch(req, server),
+      onError(error) {
+        webhookLog.error('unexpected error while handling a request', { error });
+        return errorResponse(500, 'internal', 'internal error');
+      },
       logger: log.child('tls'),
       port: config.serverPort,
       hostname: config.bindAddress,

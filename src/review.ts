@@ -3,7 +3,8 @@
  *
  * Works on the bytes from the socket (see json-scan.ts); nothing here decodes the whole body.
  */
-import { type ScanErrorReason, type Span, scanJson } from './json-scan.ts';
+import type { ScanErrorReason, Span } from './json-scan.ts';
+import { scanJsonFast } from './json-scan-wasm.ts';
 
 /** AdmissionReview versions the API server may send (`admissionReviewVersions` in the webhook). */
 export const API_VERSIONS = ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'] as const;
@@ -75,7 +76,7 @@ function stringIs(bytes: Uint8Array, span: Span, token: Uint8Array, text: string
  * a supported `apiVersion`, and a `request` object holding a non-empty string `uid`.
  */
 export function parseReview(body: Uint8Array): Review | Invalid {
-  const scan = scanJson(body);
+  const scan = scanJsonFast(body);
   if (!scan.ok) return invalid(scan.reason, scan.message);
   const { compact } = scan;
   if (!scan.isObject) return invalid('not_object', 'request body must be a JSON object (an AdmissionReview)');

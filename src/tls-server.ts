@@ -24,7 +24,7 @@
 import { constants } from 'node:crypto';
 import type { FSWatcher } from 'node:fs';
 import { watch } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { Server } from 'bun';
 import type { Logger } from './log.ts';
 import type { TlsMaterial } from './tls.ts';
@@ -33,14 +33,21 @@ import { loadTlsMaterial, parseTlsMaterial, readTlsFiles } from './tls.ts';
 /** The request handler: what Bun.serve's `fetch` receives, with the listener that accepted the request. */
 export type TlsFetch = (req: Request, server: Server<undefined>) => Response | Promise<Response>;
 
+/** Handlers Bun's own router calls, by path and then by method (e.g. `{ '/log-request': { POST: handle } }`). */
+export type TlsRoutes = Record<string, Record<string, TlsFetch>>;
+
 /** Options for {@link startTlsServer}; defaults are resolved in `resolveOptions`. */
 export type TlsServerOptions = {
   /** PEM certificate chain, leaf first. Usually a symlink into a mounted Secret. */
   certFile: string;
   /** PEM private key matching the leaf. */
   keyFile: string;
-  /** Serves every request. */
+  /** Serves every request that no route in `routes` takes. */
   fetch: TlsFetch;
+  /** Paths served by Bun's native router before `fetch` is consulted. Default: none. */
+  routes?: TlsRoutes;
+  /** Answers a request whose handler threw or rejected. Default: Bun's plain 500. */
+  onError?: (error: Error) => Response;
   /** Where reloads and failures are reported (component `tls`). */
   logger: Logger;
   /** Port to listen on; 0 picks a free one (read it back from {@link TlsServer.port}). */
@@ -107,12 +114,13 @@ const DEFAULT_DRAIN_MS = 1000;
 /** Timers take a signed 32-bit delay; anything longer fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-type Resolved = Required<Omit<TlsServerOptions, 'onReload' | 'onReloadError'>> &
-  Pick<TlsServerOptions, 'onReload' | 'onReloadError'>;
+type Resolved = Required<Omit<TlsServerOptions, 'onReload' | 'onReloadError' | 'onError'>> &
+  Pick<TlsServerOptions, 'onReload' | 'onReloadError' | 'onError'>;
 
 function resolveOptions(options: TlsServerOptions): Resolved {
   const resolved: Resolved = {
     ...options,
+    routes: options.routes ?? {},
     hostname: options.hostname ?? '0.0.0.0',
     maxRequestBodySize: options.maxRequestBodySize ?? DEFAULT_MAX_REQUEST_BODY_SIZE,
     idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT_S,
@@ -175,9 +183,19 @@ async function start(o: Resolved): Promise<TlsServer> {
         return copy;
       }
     }
-    function serveTls(req: Request, server: Server<undefined>): Response | Promise<Response> {
-      const res = o.fetch(req, server);
-      return res instanceof Promise ? res.then(closeIfDraining) : closeIfDraining(res);
+    /** Wraps a handler so that a draining listener's answers ask the client to close. */
+    function drained(handler: TlsFetch): TlsFetch {
+      return function serveTls(req, server) {
+        // Outside a swap the answer passes straight through, without another promise per request; a
+        // request that started just before the swap goes unmarked, and the client's next one is told.
+        if (!listener?.draining) return handler(req, server);
+        const res = handler(req, server);
+        return res instanceof Promise ? res.then(closeIfDraining) : closeIfDraining(res);
+      };
+    }
+    const routes: TlsRoutes = {};
+    for (const [path, methods] of Object.entries(o.routes)) {
+      routes[path] = Object.fromEntries(Object.entries(methods).map(([m, h]) => [m, drained(h)]));
     }
     try {
       const server = Bun.serve({
@@ -188,7 +206,9 @@ async function start(o: Resolved): Promise<TlsServer> {
         maxRequestBodySize: o.maxRequestBodySize,
         idleTimeout: o.idleTimeout,
         tls: { cert: material.cert, key: material.key, secureOptions: NO_TLS_BELOW_1_2 },
-        fetch: serveTls,
+        routes,
+        fetch: drained(o.fetch),
+        ...(o.onError ? { error: o.onError } : {}),
       });
       listener = { server, material, draining: false };
       return listener;
@@ -322,7 +342,12 @@ async function start(o: Resolved): Promise<TlsServer> {
   }
 
   let debounce: Timer | undefined;
-  function onFileEvent(): void {
+  const watchedNames = new Set([basename(o.certFile), basename(o.keyFile)]);
+  function onFileEvent(_event: string, filename: string | Buffer | null): void {
+    // Other files in the directory (an audit log written beside the certificate, say) must not
+    // cost a callback per write: only the two files and the kubelet's `..data`-style entries count.
+    // Without a name the event may be anything, so it counts.
+    if (typeof filename === 'string' && !watchedNames.has(filename) && !filename.startsWith('..')) return;
     clearTimeout(debounce);
     debounce = setTimeout(() => void requestCheck(false), o.debounceMs);
   }

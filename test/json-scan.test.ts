@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'bun:test';
 import { MAX_DEPTH, type ScanOk, type ScanResult, type Span, scanJson } from '../src/json-scan.ts';
+import { scanJsonFast } from '../src/json-scan-wasm.ts';
 import {
   forEachSeed,
   INVALID_UTF8,
@@ -21,23 +22,6 @@ const lossyDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
 
 function bytesOf(input: string | Uint8Array): Uint8Array {
   return typeof input === 'string' ? encoder.encode(input) : input;
-}
-
-function scan(input: string | Uint8Array): ScanResult {
-  return scanJson(bytesOf(input));
-}
-
-function scanOk(input: string | Uint8Array): ScanOk {
-  const result = scan(input);
-  if (!result.ok)
-    throw new Error(`expected ok for ${show(bytesOf(input))}, got ${result.reason}: ${result.message}`);
-  return result;
-}
-
-/** The reason code, or 'ok'. */
-function verdict(input: string | Uint8Array): string {
-  const result = scan(input);
-  return result.ok ? 'ok' : result.reason;
 }
 
 function spanText(compact: Uint8Array, span: Span): string | undefined {
@@ -102,362 +86,398 @@ function checkValid(input: Uint8Array, result: ScanResult): void {
   expect(result.requestIsObject).toBe(ref.requestIsObject);
 }
 
-describe('scanJson on generated valid JSON', () => {
-  it('accepts every text and compacts it exactly like the reference compaction', () => {
-    forEachSeed(1_000, 3_000, (rng) => {
-      const input = encoder.encode(jsonText(rng));
-      const copy = input.slice();
-      checkValid(input, scanJson(input));
-      expect(input).toEqual(copy); // the input is never written to
-    });
-  });
-
-  it('returns a view of the input, not a copy, when the text has no whitespace', () => {
-    forEachSeed(5_000, 500, (rng) => {
-      const input = referenceCompact(encoder.encode(jsonText(rng)));
-      const result = scanOk(input);
-      expect(result.compact.buffer).toBe(input.buffer);
-      expect(result.compact.byteOffset).toBe(0);
-      expect(result.compact.length).toBe(input.length);
-    });
-  });
-
-  it('slices exactly the value tokens of AdmissionReview-shaped objects with keys in any order', () => {
-    forEachSeed(10_000, 2_000, (rng) => {
-      const c = reviewCase(rng, { valid: rng.chance(0.5) });
-      const input = encoder.encode(c.text);
-      const result = scanJson(input);
-      checkValid(input, result);
-      if (!result.ok) return;
-      expect(spanText(result.compact, result.kind)).toBe(c.kind);
-      expect(spanText(result.compact, result.apiVersion)).toBe(c.apiVersion);
-      expect(spanText(result.compact, result.timestamp)).toBe(c.timestamp);
-      expect(spanText(result.compact, result.uid)).toBe(c.uid);
-      expect(result.requestIsObject).toBe(c.requestIsObject);
-    });
-  });
-});
-
-describe('scanJson against TextDecoder + JSON.parse', () => {
-  /** Asserts that scanJson and the reference agree on `input`, reasons included. */
-  function agree(input: Uint8Array): void {
-    const result = scanJson(input);
-    const ref = reference(input);
-    if (ref.valid) {
-      // Allowed difference: a repeated tracked key, which JSON.parse silently takes the last of.
-      if (referenceFields(referenceCompact(input)).duplicate) {
-        expect(result.ok ? 'ok' : result.reason).toBe('duplicate_key');
-      } else {
-        checkValid(input, result);
-      }
-      return;
-    }
-    if (result.ok) throw new Error(`accepted invalid ${show(input)}`);
-    // The scanner reports the first problem it meets, so a repeated tracked key before the fault wins.
-    if (ref.blank) expect(result.reason).toBe('empty');
-    else if (!ref.utf8 && ref.syntaxOkWithReplacements) {
-      // Well-formed apart from bad bytes inside strings (UTF-8 is checked last).
-      expect(['invalid_utf8', 'duplicate_key']).toContain(result.reason);
-    } else expect(['syntax', 'trailing_data', 'duplicate_key']).toContain(result.reason);
+/** The same cases for the TypeScript scanner and for the WebAssembly one in front of it: they must agree on every input. */
+function scannerSuite(name: string, scanner: (input: Uint8Array) => ScanResult): void {
+  function scan(input: string | Uint8Array): ScanResult {
+    return scanner(bytesOf(input));
   }
 
-  it('agrees on mutated JSON texts and never throws', () => {
-    forEachSeed(20_000, 4_000, (rng) => {
-      agree(mutate(rng, encoder.encode(jsonText(rng))));
+  function scanOk(input: string | Uint8Array): ScanOk {
+    const result = scan(input);
+    if (!result.ok)
+      throw new Error(`expected ok for ${show(bytesOf(input))}, got ${result.reason}: ${result.message}`);
+    return result;
+  }
+
+  /** The reason code, or 'ok'. */
+  function verdict(input: string | Uint8Array): string {
+    const result = scan(input);
+    return result.ok ? 'ok' : result.reason;
+  }
+
+  describe(`${name} on generated valid JSON`, () => {
+    it('accepts every text and compacts it exactly like the reference compaction', () => {
+      forEachSeed(1_000, 3_000, (rng) => {
+        const input = encoder.encode(jsonText(rng));
+        const copy = input.slice();
+        checkValid(input, scanner(input));
+        expect(input).toEqual(copy); // the input is never written to
+      });
+    });
+
+    it('returns a view of the input, not a copy, when the text has no whitespace', () => {
+      forEachSeed(5_000, 500, (rng) => {
+        const input = referenceCompact(encoder.encode(jsonText(rng)));
+        const result = scanOk(input);
+        expect(result.compact.buffer).toBe(input.buffer);
+        expect(result.compact.byteOffset).toBe(0);
+        expect(result.compact.length).toBe(input.length);
+      });
+    });
+
+    it('slices exactly the value tokens of AdmissionReview-shaped objects with keys in any order', () => {
+      forEachSeed(10_000, 2_000, (rng) => {
+        const c = reviewCase(rng, { valid: rng.chance(0.5) });
+        const input = encoder.encode(c.text);
+        const result = scanner(input);
+        checkValid(input, result);
+        if (!result.ok) return;
+        expect(spanText(result.compact, result.kind)).toBe(c.kind);
+        expect(spanText(result.compact, result.apiVersion)).toBe(c.apiVersion);
+        expect(spanText(result.compact, result.timestamp)).toBe(c.timestamp);
+        expect(spanText(result.compact, result.uid)).toBe(c.uid);
+        expect(result.requestIsObject).toBe(c.requestIsObject);
+      });
     });
   });
 
-  it('agrees on mutated AdmissionReview-shaped texts and never throws', () => {
-    forEachSeed(30_000, 3_000, (rng) => {
-      agree(mutate(rng, encoder.encode(reviewCase(rng, { valid: rng.chance(0.5) }).text)));
-    });
-  });
-
-  it('agrees on short random byte strings over the JSON alphabet', () => {
-    const alphabet = encoder.encode('{}[]:,"\\ \t0123-+.eEtrufalsn\n');
-    forEachSeed(40_000, 4_000, (rng) => {
-      const bytes = new Uint8Array(1 + rng.int(12));
-      for (let k = 0; k < bytes.length; k++) bytes[k] = alphabet[rng.int(alphabet.length)] ?? 0x20;
-      agree(bytes);
-    });
-  });
-});
-
-describe('scanJson', () => {
-  it('refuses an empty body as empty', () => {
-    expect(verdict('')).toBe('empty');
-  });
-
-  it('refuses a body of only whitespace as empty', () => {
-    expect(verdict(' \t\r\n  \n')).toBe('empty');
-  });
-
-  it('refuses a UTF-8 byte order mark before the value', () => {
-    expect(verdict('\ufeff{}')).toBe('syntax');
-    expect(verdict(' \ufeff{}')).toBe('syntax');
-    expect(scanOk('{"a":"\ufeff"}').ok).toBe(true); // inside a string it is just a character
-  });
-
-  it('refuses anything but whitespace after the value as trailing data', () => {
-    for (const text of [
-      '{} x',
-      '{}}',
-      '[] []',
-      '1 2',
-      '"a""b"',
-      '{}\u0000',
-      'null,',
-      '{}\ufeff',
-      '01',
-      '-01',
-    ]) {
-      expect([text, verdict(text)]).toEqual([text, 'trailing_data']);
+  describe(`${name} against TextDecoder + JSON.parse`, () => {
+    /** Asserts that scanJson and the reference agree on `input`, reasons included. */
+    function agree(input: Uint8Array): void {
+      const result = scanner(input);
+      const ref = reference(input);
+      if (ref.valid) {
+        // Allowed difference: a repeated tracked key, which JSON.parse silently takes the last of.
+        if (referenceFields(referenceCompact(input)).duplicate) {
+          expect(result.ok ? 'ok' : result.reason).toBe('duplicate_key');
+        } else {
+          checkValid(input, result);
+        }
+        return;
+      }
+      if (result.ok) throw new Error(`accepted invalid ${show(input)}`);
+      // The scanner reports the first problem it meets, so a repeated tracked key before the fault wins.
+      if (ref.blank) expect(result.reason).toBe('empty');
+      else if (!ref.utf8 && ref.syntaxOkWithReplacements) {
+        // Well-formed apart from bad bytes inside strings (UTF-8 is checked last).
+        expect(['invalid_utf8', 'duplicate_key']).toContain(result.reason);
+      } else expect(['syntax', 'trailing_data', 'duplicate_key']).toContain(result.reason);
     }
+
+    it('agrees on mutated JSON texts and never throws', () => {
+      forEachSeed(20_000, 4_000, (rng) => {
+        agree(mutate(rng, encoder.encode(jsonText(rng))));
+      });
+    });
+
+    it('agrees on mutated AdmissionReview-shaped texts and never throws', () => {
+      forEachSeed(30_000, 3_000, (rng) => {
+        agree(mutate(rng, encoder.encode(reviewCase(rng, { valid: rng.chance(0.5) }).text)));
+      });
+    });
+
+    it('agrees on short random byte strings over the JSON alphabet', () => {
+      const alphabet = encoder.encode('{}[]:,"\\ \t0123-+.eEtrufalsn\n');
+      forEachSeed(40_000, 4_000, (rng) => {
+        const bytes = new Uint8Array(1 + rng.int(12));
+        for (let k = 0; k < bytes.length; k++) bytes[k] = alphabet[rng.int(alphabet.length)] ?? 0x20;
+        agree(bytes);
+      });
+    });
   });
 
-  it('accepts whitespace before and after the value and leaves it out of compact', () => {
-    const input = encoder.encode(' \r\n\t{"a":1}\t\r\n ');
-    const result = scanOk(input);
-    expect(decoder.decode(result.compact)).toBe('{"a":1}');
-    expect(result.compact.buffer).toBe(input.buffer); // no whitespace inside: still a view
-  });
+  describe(name, () => {
+    it('refuses an empty body as empty', () => {
+      expect(verdict('')).toBe('empty');
+    });
 
-  it('accepts top-level scalars and arrays and reports them as not objects with no spans', () => {
-    for (const text of [
-      '1',
-      '-0',
-      '1e5',
-      '"s"',
-      '""',
-      'true',
-      'false',
-      'null',
-      '[]',
-      '[1,[2],{"kind":"x"}]',
-    ]) {
-      const result = scanOk(text);
-      expect(decoder.decode(result.compact)).toBe(text);
-      expect(result.isObject).toBe(false);
-      expect(result.requestIsObject).toBe(false);
+    it('refuses a body of only whitespace as empty', () => {
+      expect(verdict(' \t\r\n  \n')).toBe('empty');
+    });
+
+    it('refuses a UTF-8 byte order mark before the value', () => {
+      expect(verdict('\ufeff{}')).toBe('syntax');
+      expect(verdict(' \ufeff{}')).toBe('syntax');
+      expect(scanOk('{"a":"\ufeff"}').ok).toBe(true); // inside a string it is just a character
+    });
+
+    it('refuses anything but whitespace after the value as trailing data', () => {
+      for (const text of [
+        '{} x',
+        '{}}',
+        '[] []',
+        '1 2',
+        '"a""b"',
+        '{}\u0000',
+        'null,',
+        '{}\ufeff',
+        '01',
+        '-01',
+      ]) {
+        expect([text, verdict(text)]).toEqual([text, 'trailing_data']);
+      }
+    });
+
+    it('accepts whitespace before and after the value and leaves it out of compact', () => {
+      const input = encoder.encode(' \r\n\t{"a":1}\t\r\n ');
+      const result = scanOk(input);
+      expect(decoder.decode(result.compact)).toBe('{"a":1}');
+      expect(result.compact.buffer).toBe(input.buffer); // no whitespace inside: still a view
+    });
+
+    it('accepts top-level scalars and arrays and reports them as not objects with no spans', () => {
+      for (const text of [
+        '1',
+        '-0',
+        '1e5',
+        '"s"',
+        '""',
+        'true',
+        'false',
+        'null',
+        '[]',
+        '[1,[2],{"kind":"x"}]',
+      ]) {
+        const result = scanOk(text);
+        expect(decoder.decode(result.compact)).toBe(text);
+        expect(result.isObject).toBe(false);
+        expect(result.requestIsObject).toBe(false);
+        for (const span of [result.kind, result.apiVersion, result.timestamp, result.uid])
+          expect(span.start).toBe(-1);
+      }
+    });
+
+    it('accepts nesting exactly MAX_DEPTH deep and refuses one more as too_deep, for arrays and objects', () => {
+      const arrays = (d: number): string => `${'['.repeat(d)}${']'.repeat(d)}`;
+      const objects = (d: number): string => `${'{"a":'.repeat(d - 1)}{}${'}'.repeat(d - 1)}`;
+      const mixed = (d: number): string => `${'[{"k":'.repeat(d / 2)}0${'}]'.repeat(d / 2)}`;
+      for (const build of [arrays, objects, mixed]) {
+        expect(verdict(build(MAX_DEPTH))).toBe('ok');
+        expect(verdict(build(MAX_DEPTH + 2 - (MAX_DEPTH % 2)))).toBe('too_deep');
+      }
+      expect(verdict(arrays(MAX_DEPTH + 1))).toBe('too_deep');
+      expect(verdict(objects(MAX_DEPTH + 1))).toBe('too_deep');
+      // With whitespace between the brackets, the compact form drops it all.
+      const spaced = `${'[ '.repeat(MAX_DEPTH)}${' ]'.repeat(MAX_DEPTH)}`;
+      expect(decoder.decode(scanOk(spaced).compact)).toBe(arrays(MAX_DEPTH));
+    });
+
+    it('refuses a million open brackets quickly, without recursion', () => {
+      const started = performance.now();
+      expect(verdict('['.repeat(1_000_000))).toBe('too_deep');
+      expect(verdict('{"a":'.repeat(1_000_000))).toBe('too_deep');
+      expect(performance.now() - started).toBeLessThan(2_000);
+      expect(verdict('[[1]]')).toBe('ok'); // no state left behind
+    });
+
+    it('refuses every raw control character in a string but accepts DEL and escaped controls', () => {
+      for (let c = 0; c < 0x20; c++) {
+        expect([c, verdict(`"a${String.fromCharCode(c)}b"`)]).toEqual([c, 'syntax']);
+        expect([c, verdict(`{"k${String.fromCharCode(c)}":1}`)]).toEqual([c, 'syntax']);
+      }
+      expect(verdict('"\u007f"')).toBe('ok');
+      expect(verdict('"\\u0000\\u001f\\u001F"')).toBe('ok');
+    });
+
+    it('refuses invalid escapes', () => {
+      for (const text of [
+        '"\\a"',
+        '"\\x41"',
+        '"\\U0041"',
+        '"\\u12"',
+        '"\\u12G4"',
+        '"\\u"',
+        '"\\ "',
+        '"\\\'"',
+        '"\\0"',
+        '"\\',
+        '"\\"',
+        '"\\u00e"',
+      ]) {
+        expect([text, verdict(text)]).toEqual([text, 'syntax']);
+      }
+      expect(verdict('"\\"\\\\\\/\\b\\f\\n\\r\\t\\u00aF\\ud800\\udfff"')).toBe('ok');
+    });
+
+    it('refuses numbers outside the grammar', () => {
+      for (const text of [
+        '-',
+        '1.',
+        '.5',
+        '1e',
+        '1e+',
+        '1E-',
+        '+1',
+        '-.5',
+        '1.e5',
+        '0x1',
+        '00',
+        'NaN',
+        'Infinity',
+        '-Infinity',
+        '1_000',
+        '\u0663',
+        '[01]',
+        '[1.]',
+        '[-]',
+        '[.5]',
+        '{"a":-}',
+        '{"a":1e}',
+      ]) {
+        expect(['ok', 'empty']).not.toContain(verdict(text));
+        expect(() => JSON.parse(text)).toThrow(); // the reference agrees
+      }
+    });
+
+    it('refuses misspelled literals and unquoted or single-quoted keys', () => {
+      for (const text of [
+        'tru',
+        'True',
+        'nul',
+        'nulll',
+        'falsey',
+        'undefined',
+        '{a:1}',
+        "{'a':1}",
+        '[truex]',
+      ]) {
+        expect(['syntax', 'trailing_data']).toContain(verdict(text));
+      }
+    });
+
+    it('refuses broken structure with a message that says where', () => {
+      for (const text of [
+        '{',
+        '[',
+        '{"a"}',
+        '{"a":}',
+        '{"a":1,}',
+        '[1,]',
+        '[,1]',
+        '{,}',
+        '{"a" 1}',
+        '{1:2}',
+      ]) {
+        expect([text, verdict(text)]).toEqual([text, 'syntax']);
+      }
+      for (const text of ['[1 2]', '"abc', ']', '}', '[}', '{]', '{"a":1]', '[1}', ':', ',']) {
+        expect([text, verdict(text)]).toEqual([text, 'syntax']);
+      }
+      const result = scan('[1,]');
+      expect(result.ok ? '' : result.message).toContain('byte 3');
+    });
+
+    it('refuses invalid UTF-8 inside a string as invalid_utf8 and outside one as syntax', () => {
+      for (const seq of INVALID_UTF8) {
+        const inString = Uint8Array.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, ...seq, 0x22, 0x7d]);
+        expect([seq, verdict(inString)]).toEqual([seq, 'invalid_utf8']);
+        const inKey = Uint8Array.from([0x7b, 0x22, ...seq, 0x22, 0x3a, 0x31, 0x7d]);
+        expect([seq, verdict(inKey)]).toEqual([seq, 'invalid_utf8']);
+        const bare = Uint8Array.from([0x5b, ...seq, 0x5d]);
+        expect([seq, verdict(bare)]).toEqual([seq, 'syntax']);
+      }
+    });
+
+    it('accepts the edges of every UTF-8 width', () => {
+      const text = '"\u0080\u07ff\u0800\ud7ff\ue000\uffff\u{10000}\u{10ffff}"';
+      expect(decoder.decode(scanOk(text).compact)).toBe(text);
+    });
+
+    it('finds tracked keys spelled with escapes', () => {
+      const result = scanOk(
+        '{"\\u006bind":"K","api\\u0056ersion":1,"\\u0072equest":{"\\u0075id":"U"},"requestReceived\\u0054imestamp":null}',
+      );
+      expect(spanText(result.compact, result.kind)).toBe('"K"');
+      expect(spanText(result.compact, result.apiVersion)).toBe('1');
+      expect(spanText(result.compact, result.uid)).toBe('"U"');
+      expect(spanText(result.compact, result.timestamp)).toBe('null');
+      expect(result.requestIsObject).toBe(true);
+    });
+
+    it('finds tracked keys with every character escaped, however long the spelling', () => {
+      const escapeAll = (name: string): string =>
+        [...name].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+      const result = scanOk(
+        `{"${escapeAll('requestReceivedTimestamp')}":1,"${escapeAll('request')}":{"${escapeAll('uid')}":"U"}}`,
+      );
+      expect(spanText(result.compact, result.timestamp)).toBe('1');
+      expect(spanText(result.compact, result.uid)).toBe('"U"');
+    });
+
+    it('does not mistake near-miss keys for tracked ones', () => {
+      const result = scanOk(
+        '{"Kind":1,"kinds":2,"kin":3,"\\u006bind2":4,"request":{"UID":1,"uid2":2,"ui":3}}',
+      );
       for (const span of [result.kind, result.apiVersion, result.timestamp, result.uid])
         expect(span.start).toBe(-1);
-    }
-  });
+    });
 
-  it('accepts nesting exactly MAX_DEPTH deep and refuses one more as too_deep, for arrays and objects', () => {
-    const arrays = (d: number): string => `${'['.repeat(d)}${']'.repeat(d)}`;
-    const objects = (d: number): string => `${'{"a":'.repeat(d - 1)}{}${'}'.repeat(d - 1)}`;
-    const mixed = (d: number): string => `${'[{"k":'.repeat(d / 2)}0${'}]'.repeat(d / 2)}`;
-    for (const build of [arrays, objects, mixed]) {
-      expect(verdict(build(MAX_DEPTH))).toBe('ok');
-      expect(verdict(build(MAX_DEPTH + 2 - (MAX_DEPTH % 2)))).toBe('too_deep');
-    }
-    expect(verdict(arrays(MAX_DEPTH + 1))).toBe('too_deep');
-    expect(verdict(objects(MAX_DEPTH + 1))).toBe('too_deep');
-    // With whitespace between the brackets, the compact form drops it all.
-    const spaced = `${'[ '.repeat(MAX_DEPTH)}${' ]'.repeat(MAX_DEPTH)}`;
-    expect(decoder.decode(scanOk(spaced).compact)).toBe(arrays(MAX_DEPTH));
-  });
+    it('slices values of any type, whitespace inside them removed', () => {
+      const result = scanOk(
+        '{ "kind" : { "a" : [ 1 , 2 ] } , "request" : { "uid" : [ ] } , "apiVersion" : -1.5e+3 }',
+      );
+      expect(spanText(result.compact, result.kind)).toBe('{"a":[1,2]}');
+      expect(spanText(result.compact, result.uid)).toBe('[]');
+      expect(spanText(result.compact, result.apiVersion)).toBe('-1.5e+3');
+    });
 
-  it('refuses a million open brackets quickly, without recursion', () => {
-    const started = performance.now();
-    expect(verdict('['.repeat(1_000_000))).toBe('too_deep');
-    expect(verdict('{"a":'.repeat(1_000_000))).toBe('too_deep');
-    expect(performance.now() - started).toBeLessThan(2_000);
-    expect(verdict('[[1]]')).toBe('ok'); // no state left behind
-  });
+    it('refuses a repeated kind, apiVersion, request, requestReceivedTimestamp or request.uid as duplicate_key', () => {
+      for (const text of [
+        '{"kind":"a","kind":"a"}',
+        '{"kind":"a","\\u006bind":"b"}',
+        '{"apiVersion":1,"x":2,"apiVersion":1}',
+        '{"request":{},"request":{}}',
+        '{"request":1,"request":{"uid":"u"}}',
+        '{"requestReceivedTimestamp":1,"requestReceivedTimestamp":2}',
+        '{"request":{"uid":"a","uid":"b"}}',
+        '{"request":{"uid":"a","x":{"y":1},"\\u0075id":"a"}}',
+      ]) {
+        expect([text, verdict(text)]).toEqual([text, 'duplicate_key']);
+      }
+    });
 
-  it('refuses every raw control character in a string but accepts DEL and escaped controls', () => {
-    for (let c = 0; c < 0x20; c++) {
-      expect([c, verdict(`"a${String.fromCharCode(c)}b"`)]).toEqual([c, 'syntax']);
-      expect([c, verdict(`{"k${String.fromCharCode(c)}":1}`)]).toEqual([c, 'syntax']);
-    }
-    expect(verdict('"\u007f"')).toBe('ok');
-    expect(verdict('"\\u0000\\u001f\\u001F"')).toBe('ok');
-  });
+    it('accepts repeats of keys it does not track, and tracked names repeated in different objects', () => {
+      for (const text of [
+        '{"a":1,"a":2}',
+        '{"uid":1,"uid":2,"request":{"uid":"u"}}',
+        '{"kind":"a","metadata":{"kind":"b","kind":"c"}}',
+        '{"request":{"uid":"u","object":{"uid":"v","uid":"w"}}}',
+        '[{"kind":1},{"kind":2},{"kind":1,"kind":2}]',
+      ]) {
+        expect([text, verdict(text)]).toEqual([text, 'ok']);
+      }
+    });
 
-  it('refuses invalid escapes', () => {
-    for (const text of [
-      '"\\a"',
-      '"\\x41"',
-      '"\\U0041"',
-      '"\\u12"',
-      '"\\u12G4"',
-      '"\\u"',
-      '"\\ "',
-      '"\\\'"',
-      '"\\0"',
-      '"\\',
-      '"\\"',
-      '"\\u00e"',
-    ]) {
-      expect([text, verdict(text)]).toEqual([text, 'syntax']);
-    }
-    expect(verdict('"\\"\\\\\\/\\b\\f\\n\\r\\t\\u00aF\\ud800\\udfff"')).toBe('ok');
-  });
+    it('picks up uid only directly inside the top-level request object', () => {
+      const nested = scanOk(
+        '{"uid":"a","metadata":{"uid":"b"},"request":{"object":{"uid":"c"},"l":[{"uid":"d"}]}}',
+      );
+      expect(nested.uid.start).toBe(-1);
+      expect(nested.requestIsObject).toBe(true);
+      const inner = scanOk('{"x":{"request":{"uid":"a"}},"0":{"request":{"uid":"b"}}}');
+      expect(inner.uid.start).toBe(-1);
+      expect(inner.requestIsObject).toBe(false);
+      const array = scanOk('{"request":[{"uid":"a"}]}');
+      expect(array.uid.start).toBe(-1);
+      expect(array.requestIsObject).toBe(false);
+      const after = scanOk('{"request":{"a":{"b":{}},"c":[],"uid":"late"},"z":{"uid":"no"}}');
+      expect(spanText(after.compact, after.uid)).toBe('"late"');
+    });
 
-  it('refuses numbers outside the grammar', () => {
-    for (const text of [
-      '-',
-      '1.',
-      '.5',
-      '1e',
-      '1e+',
-      '1E-',
-      '+1',
-      '-.5',
-      '1.e5',
-      '0x1',
-      '00',
-      'NaN',
-      'Infinity',
-      '-Infinity',
-      '1_000',
-      '\u0663',
-      '[01]',
-      '[1.]',
-      '[-]',
-      '[.5]',
-      '{"a":-}',
-      '{"a":1e}',
-    ]) {
-      expect(['ok', 'empty']).not.toContain(verdict(text));
-      expect(() => JSON.parse(text)).toThrow(); // the reference agrees
-    }
-  });
+    it('does not take kind or apiVersion from inside nested objects', () => {
+      const result = scanOk(
+        '{"request":{"kind":"a","apiVersion":"b","requestReceivedTimestamp":"c"},"o":{"kind":1}}',
+      );
+      for (const span of [result.kind, result.apiVersion, result.timestamp]) expect(span.start).toBe(-1);
+    });
 
-  it('refuses misspelled literals and unquoted or single-quoted keys', () => {
-    for (const text of [
-      'tru',
-      'True',
-      'nul',
-      'nulll',
-      'falsey',
-      'undefined',
-      '{a:1}',
-      "{'a':1}",
-      '[truex]',
-    ]) {
-      expect(['syntax', 'trailing_data']).toContain(verdict(text));
-    }
+    it('keeps integer-like keys, escapes and number spellings byte for byte', () => {
+      const text =
+        '{"1":1,"0":-0,"b":12345678901234567890,"a":"\\u00e9\\/\\ud83d\\ude00","10":1E+5,"e":0.5e-3}';
+      expect(decoder.decode(scanOk(` ${text.replaceAll(',', ' ,\n')} `).compact)).toBe(text);
+    });
   });
+}
 
-  it('refuses broken structure with a message that says where', () => {
-    for (const text of ['{', '[', '{"a"}', '{"a":}', '{"a":1,}', '[1,]', '[,1]', '{,}', '{"a" 1}', '{1:2}']) {
-      expect([text, verdict(text)]).toEqual([text, 'syntax']);
-    }
-    for (const text of ['[1 2]', '"abc', ']', '}', '[}', '{]', '{"a":1]', '[1}', ':', ',']) {
-      expect([text, verdict(text)]).toEqual([text, 'syntax']);
-    }
-    const result = scan('[1,]');
-    expect(result.ok ? '' : result.message).toContain('byte 3');
-  });
-
-  it('refuses invalid UTF-8 inside a string as invalid_utf8 and outside one as syntax', () => {
-    for (const seq of INVALID_UTF8) {
-      const inString = Uint8Array.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, ...seq, 0x22, 0x7d]);
-      expect([seq, verdict(inString)]).toEqual([seq, 'invalid_utf8']);
-      const inKey = Uint8Array.from([0x7b, 0x22, ...seq, 0x22, 0x3a, 0x31, 0x7d]);
-      expect([seq, verdict(inKey)]).toEqual([seq, 'invalid_utf8']);
-      const bare = Uint8Array.from([0x5b, ...seq, 0x5d]);
-      expect([seq, verdict(bare)]).toEqual([seq, 'syntax']);
-    }
-  });
-
-  it('accepts the edges of every UTF-8 width', () => {
-    const text = '"\u0080\u07ff\u0800\ud7ff\ue000\uffff\u{10000}\u{10ffff}"';
-    expect(decoder.decode(scanOk(text).compact)).toBe(text);
-  });
-
-  it('finds tracked keys spelled with escapes', () => {
-    const result = scanOk(
-      '{"\\u006bind":"K","api\\u0056ersion":1,"\\u0072equest":{"\\u0075id":"U"},"requestReceived\\u0054imestamp":null}',
-    );
-    expect(spanText(result.compact, result.kind)).toBe('"K"');
-    expect(spanText(result.compact, result.apiVersion)).toBe('1');
-    expect(spanText(result.compact, result.uid)).toBe('"U"');
-    expect(spanText(result.compact, result.timestamp)).toBe('null');
-    expect(result.requestIsObject).toBe(true);
-  });
-
-  it('finds tracked keys with every character escaped, however long the spelling', () => {
-    const escapeAll = (name: string): string =>
-      [...name].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
-    const result = scanOk(
-      `{"${escapeAll('requestReceivedTimestamp')}":1,"${escapeAll('request')}":{"${escapeAll('uid')}":"U"}}`,
-    );
-    expect(spanText(result.compact, result.timestamp)).toBe('1');
-    expect(spanText(result.compact, result.uid)).toBe('"U"');
-  });
-
-  it('does not mistake near-miss keys for tracked ones', () => {
-    const result = scanOk('{"Kind":1,"kinds":2,"kin":3,"\\u006bind2":4,"request":{"UID":1,"uid2":2,"ui":3}}');
-    for (const span of [result.kind, result.apiVersion, result.timestamp, result.uid])
-      expect(span.start).toBe(-1);
-  });
-
-  it('slices values of any type, whitespace inside them removed', () => {
-    const result = scanOk(
-      '{ "kind" : { "a" : [ 1 , 2 ] } , "request" : { "uid" : [ ] } , "apiVersion" : -1.5e+3 }',
-    );
-    expect(spanText(result.compact, result.kind)).toBe('{"a":[1,2]}');
-    expect(spanText(result.compact, result.uid)).toBe('[]');
-    expect(spanText(result.compact, result.apiVersion)).toBe('-1.5e+3');
-  });
-
-  it('refuses a repeated kind, apiVersion, request, requestReceivedTimestamp or request.uid as duplicate_key', () => {
-    for (const text of [
-      '{"kind":"a","kind":"a"}',
-      '{"kind":"a","\\u006bind":"b"}',
-      '{"apiVersion":1,"x":2,"apiVersion":1}',
-      '{"request":{},"request":{}}',
-      '{"request":1,"request":{"uid":"u"}}',
-      '{"requestReceivedTimestamp":1,"requestReceivedTimestamp":2}',
-      '{"request":{"uid":"a","uid":"b"}}',
-      '{"request":{"uid":"a","x":{"y":1},"\\u0075id":"a"}}',
-    ]) {
-      expect([text, verdict(text)]).toEqual([text, 'duplicate_key']);
-    }
-  });
-
-  it('accepts repeats of keys it does not track, and tracked names repeated in different objects', () => {
-    for (const text of [
-      '{"a":1,"a":2}',
-      '{"uid":1,"uid":2,"request":{"uid":"u"}}',
-      '{"kind":"a","metadata":{"kind":"b","kind":"c"}}',
-      '{"request":{"uid":"u","object":{"uid":"v","uid":"w"}}}',
-      '[{"kind":1},{"kind":2},{"kind":1,"kind":2}]',
-    ]) {
-      expect([text, verdict(text)]).toEqual([text, 'ok']);
-    }
-  });
-
-  it('picks up uid only directly inside the top-level request object', () => {
-    const nested = scanOk(
-      '{"uid":"a","metadata":{"uid":"b"},"request":{"object":{"uid":"c"},"l":[{"uid":"d"}]}}',
-    );
-    expect(nested.uid.start).toBe(-1);
-    expect(nested.requestIsObject).toBe(true);
-    const inner = scanOk('{"x":{"request":{"uid":"a"}},"0":{"request":{"uid":"b"}}}');
-    expect(inner.uid.start).toBe(-1);
-    expect(inner.requestIsObject).toBe(false);
-    const array = scanOk('{"request":[{"uid":"a"}]}');
-    expect(array.uid.start).toBe(-1);
-    expect(array.requestIsObject).toBe(false);
-    const after = scanOk('{"request":{"a":{"b":{}},"c":[],"uid":"late"},"z":{"uid":"no"}}');
-    expect(spanText(after.compact, after.uid)).toBe('"late"');
-  });
-
-  it('does not take kind or apiVersion from inside nested objects', () => {
-    const result = scanOk(
-      '{"request":{"kind":"a","apiVersion":"b","requestReceivedTimestamp":"c"},"o":{"kind":1}}',
-    );
-    for (const span of [result.kind, result.apiVersion, result.timestamp]) expect(span.start).toBe(-1);
-  });
-
-  it('keeps integer-like keys, escapes and number spellings byte for byte', () => {
-    const text =
-      '{"1":1,"0":-0,"b":12345678901234567890,"a":"\\u00e9\\/\\ud83d\\ude00","10":1E+5,"e":0.5e-3}';
-    expect(decoder.decode(scanOk(` ${text.replaceAll(',', ' ,\n')} `).compact)).toBe(text);
-  });
-});
+scannerSuite('scanJson', scanJson);
+scannerSuite('scanJsonFast', scanJsonFast);

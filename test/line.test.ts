@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'bun:test';
-import { buildLine } from '../src/line.ts';
+import { buildLine, lineBytes } from '../src/line.ts';
 import { parseReview, type Review } from '../src/review.ts';
 import { forEachSeed, type Rng, referenceFields, reviewCase, show } from './helpers/json-gen.ts';
 
@@ -16,7 +16,7 @@ function review(text: string): Review {
 
 /** The line for `text` stamped with `ts`, as a string. */
 function line(text: string, ts = TS): string {
-  return decoder.decode(buildLine(review(text), ts));
+  return decoder.decode(lineBytes(buildLine(review(text), ts)));
 }
 
 /** An RFC 3339 UTC timestamp with 0 to 9 fraction digits, as formatRfc3339Nano may produce. */
@@ -118,7 +118,7 @@ describe('buildLine', () => {
       const c = reviewCase(rng);
       const r = review(c.text);
       const ts = timestamp(rng);
-      const out = buildLine(r, ts);
+      const out = lineBytes(buildLine(r, ts));
       const text = decoder.decode(out);
 
       // One line: a single newline, at the end.

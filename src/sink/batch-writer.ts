@@ -13,7 +13,7 @@
 import { writeSync } from 'node:fs';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
-import type { LineSink, SinkObserver } from './sink.ts';
+import type { Line, LineSink, SinkObserver } from './sink.ts';
 import { SinkWriteError } from './sink.ts';
 
 /** `\n`: every line must end with it, or the next line would glue onto it. */
@@ -126,6 +126,32 @@ export function writeFully(
   }
 }
 
+/** The byte length of a line, or -1 if it is empty or does not end in `\n`. */
+function lineSize(line: Line): number {
+  let last: Uint8Array | undefined;
+  let size = 0;
+  if (line instanceof Uint8Array) {
+    last = line;
+    size = line.length;
+  } else {
+    for (const piece of line) {
+      size += piece.length;
+      if (piece.length > 0) last = piece;
+    }
+  }
+  return last !== undefined && last[last.length - 1] === NEWLINE ? size : -1;
+}
+
+/** Copies a line's pieces back to back into `into` from `offset`; returns the offset past them. */
+function copyPieces(pieces: readonly Uint8Array[], into: Uint8Array, offset: number): number {
+  let at = offset;
+  for (const piece of pieces) {
+    into.set(piece, at);
+    at += piece.length;
+  }
+  return at;
+}
+
 /**
  * Creates a {@link LineSink} that batches lines for `options.target`. `write` never throws: a bad
  * line (empty, or not ending in `\n`) or a closed sink gives a rejected promise.
@@ -140,7 +166,8 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
   }
 
   // The queue: parallel arrays (no object per line), consumed from `head` and reset once drained.
-  const lines: Uint8Array[] = [];
+  const lines: Line[] = [];
+  const sizes: number[] = [];
   const resolves: Array<() => void> = [];
   const rejects: Array<(error: Error) => void> = [];
   let head = 0;
@@ -166,20 +193,26 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
 
   /** Fills `batch` from the queue head: as many lines as fit in maxBatchBytes, at least one. */
   function takeBatch(): void {
-    const first = lines[head] as Uint8Array;
-    let total = first.length;
+    const first = lines[head] as Line;
+    let total = sizes[head] as number;
     let count = 1;
     while (head + count < lines.length) {
-      const next = (lines[head + count] as Uint8Array).length;
+      const next = sizes[head + count] as number;
       if (total + next > maxBatchBytes) break;
       total += next;
       count++;
     }
     batch.count = count;
-    if (count === 1) {
-      // A single line is written from its own bytes: no copy, and an oversized line never grows the buffer.
-      batch.bytes = first;
-      ends[0] = first.length;
+    if (count === 1 && (first instanceof Uint8Array || total > maxBatchBytes)) {
+      // A single whole line is written from its own bytes; an oversized line in pieces gets its own
+      // buffer. Either way the reused buffer never grows past maxBatchBytes.
+      if (first instanceof Uint8Array) batch.bytes = first;
+      else {
+        const own = new Uint8Array(total);
+        copyPieces(first, own, 0);
+        batch.bytes = own;
+      }
+      ends[0] = total;
       return;
     }
     if (buffer.length < total) {
@@ -187,9 +220,13 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
     }
     let offset = 0;
     for (let i = 0; i < count; i++) {
-      const line = lines[head + i] as Uint8Array;
-      buffer.set(line, offset);
-      offset += line.length;
+      const line = lines[head + i] as Line;
+      if (line instanceof Uint8Array) {
+        buffer.set(line, offset);
+        offset += line.length;
+      } else {
+        offset = copyPieces(line, buffer, offset);
+      }
       ends[i] = offset;
     }
     batch.bytes = buffer;
@@ -247,6 +284,7 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
       for (let i = head; i < rejects.length; i++) (rejects[i] as (error: Error) => void)(rejection);
     } finally {
       lines.length = 0;
+      sizes.length = 0;
       resolves.length = 0;
       rejects.length = 0;
       head = 0;
@@ -259,13 +297,13 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
     drain();
   }
 
-  function write(line: Uint8Array): Promise<void> {
+  function write(line: Line): Promise<void> {
     if (closed) return Promise.reject(new SinkWriteError('sink closed'));
-    if (line.length === 0 || line[line.length - 1] !== NEWLINE) {
-      return Promise.reject(new SinkWriteError('an audit line must end in \\n'));
-    }
+    const size = lineSize(line);
+    if (size < 0) return Promise.reject(new SinkWriteError('an audit line must end in \\n'));
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     lines.push(line);
+    sizes.push(size);
     resolves.push(resolve);
     rejects.push(reject);
     if (!scheduled && !draining) {

@@ -23,14 +23,21 @@ export type SinkObserver = {
   reopened?(reason: string): void;
 };
 
+/**
+ * One audit line: its bytes ending in `\n`, or the same bytes in pieces, in order (the last piece
+ * ending in `\n`). Pieces let a caller hand over the request body and the few bytes it adds
+ * without first copying them into a new buffer; the sink copies them once, into its batch.
+ */
+export type Line = Uint8Array | readonly Uint8Array[];
+
 /** A destination for audit lines. */
 export interface LineSink {
   /**
-   * Appends one complete line (it must end in `\n`). Resolves once the line has been handed to
-   * the operating system; rejects with {@link SinkWriteError} if it was not, in which case no
-   * part of it is left in the file.
+   * Appends one complete line. Resolves once the line has been handed to the operating system;
+   * rejects with {@link SinkWriteError} if it was not, in which case no part of it is left in the
+   * file. The sink may read the line's bytes until the promise settles: do not change them before.
    */
-  write(line: Uint8Array): Promise<void>;
+  write(line: Line): Promise<void>;
   /** Whether the sink is open and its last write (if any) succeeded; readiness reports it. */
   ready(): boolean;
   /** Writes everything queued, synchronously; for shutdown paths that cannot wait. */

@@ -59,8 +59,12 @@ async function main(): Promise<number> {
     if (build.exitCode !== 0) throw new Error(`bun run build failed: ${build.stderr.toString()}`);
   }
   const work = mkdtempSync(join(settings.dir, 'kar-bench-'));
-  const ca = await makeCa(work);
-  const cert = await makeServerCert(work, ca);
+  // Certificates in a directory of their own, as in a pod (a mounted Secret): the server watches its
+  // certificate's directory, so audit logs written beside it would wake the watcher on every write.
+  const tlsDir = join(work, 'tls');
+  mkdirSync(tlsDir);
+  const ca = await makeCa(tlsDir);
+  const cert = await makeServerCert(tlsDir, ca);
   const ctx: Context = {
     settings,
     work,

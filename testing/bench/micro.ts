@@ -20,7 +20,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClock, formatRfc3339Nano } from '../../src/clock.ts';
-import { buildLine } from '../../src/line.ts';
+import { buildLine, lineBytes } from '../../src/line.ts';
 import { allowedAnswer, parseReview, type Review } from '../../src/review.ts';
 import { createFileSink } from '../../src/sink/file-sink.ts';
 import { CAPTURED, CONFIGMAP_1MIB, MIB, paddedConfigMap, readCaptured } from './corpus.ts';
@@ -134,7 +134,7 @@ export async function runMicro(options: { quick: boolean }): Promise<string> {
       const r = parseReview(s.body);
       return r.ok ? r.compact.length : 0;
     }, roundMs);
-    const line = buildLine(s.review, stamp);
+    const line = lineBytes(buildLine(s.review, stamp));
     const build = timePerCall(() => buildLine(s.review, stamp).length, roundMs);
     const answer = timePerCall(() => allowedAnswer(s.review).length, roundMs);
     const one = await sinkBatch(line, 1, roundMs);
