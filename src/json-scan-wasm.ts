@@ -2,11 +2,11 @@
  * @module The request path's JSON scanner: json-scan.c in WebAssembly, with json-scan.ts behind it.
  *
  * {@link scanJsonFast} gives exactly what {@link scanJson} gives for every input; it is just faster
- * on the texts the API server sends. The WebAssembly scanner walks strings 16 bytes at a time, where
- * the TypeScript one goes byte by byte (measured on the captured corpus: see the note in
- * testing/README.md). Whatever is not plainly valid (any error, a tracked key spelled with escapes,
- * a duplicate tracked key) is handed to scanJson, which decides and words the answer, so there is
- * one definition of what is accepted and one set of messages.
+ * on the texts the API server sends: compact, valid JSON. The WebAssembly scanner reads strings 16
+ * bytes at a time, where the TypeScript one goes byte by byte (figures in testing/README.md).
+ * Whatever is not plainly valid and compact (any error, whitespace between tokens, a tracked key
+ * spelled with escapes, a repeated tracked key) is handed to scanJson, which decides, compacts and
+ * words the answer: one definition of what is accepted, one set of messages.
  */
 import { isUtf8 } from 'node:buffer';
 import { type ScanResult, type Span, scanJson } from './json-scan.ts';
@@ -25,16 +25,22 @@ type ScannerExports = {
 
 // Slots of json-scan.c's result[].
 const R_COMPACT_LEN = 0;
-const R_CHANGED = 1;
-const R_IS_OBJECT = 2;
-const R_REQUEST_IS_OBJECT = 3;
-const R_HIGH_BYTES = 4;
-const R_KIND = 5;
-const R_API_VERSION = 7;
-const R_TIMESTAMP = 9;
-const R_UID = 11;
-const R_VALUE_START = 13;
-const RESULT_SLOTS = 14;
+const R_IS_OBJECT = 1;
+const R_REQUEST_IS_OBJECT = 2;
+const R_HIGH_BYTES = 3;
+const R_KIND = 4;
+const R_API_VERSION = 6;
+const R_TIMESTAMP = 8;
+const R_UID = 10;
+const R_VALUE_START = 12;
+const RESULT_SLOTS = 13;
+
+/**
+ * Bytes the scanner may read past the input: a NUL sentinel (which ends every string, number and
+ * literal that runs off the end, so the C code makes no bounds checks) and the rest of its last
+ * 16-byte load.
+ */
+const SLACK_BYTES = 16;
 
 const FAST_OK = 0;
 const WASM_PAGE_BYTES = 65_536;
@@ -53,9 +59,9 @@ const resultAt = wasm.result_buffer();
 let memoryBytes = new Uint8Array(wasm.memory.buffer);
 let results = new Int32Array(wasm.memory.buffer, resultAt, RESULT_SLOTS);
 
-/** Grows memory so that `n` input bytes fit; false if it cannot (then scanJson does the work). */
+/** Grows memory so that `n` input bytes and the slack fit; false if it cannot (then scanJson does the work). */
 function reserve(n: number): boolean {
-  const needed = inputAt + n - wasm.memory.buffer.byteLength;
+  const needed = inputAt + n + SLACK_BYTES - memoryBytes.length;
   if (needed <= 0) return true;
   try {
     wasm.memory.grow(Math.ceil(needed / WASM_PAGE_BYTES));
@@ -73,27 +79,21 @@ function span(at: number): Span {
 
 /**
  * Scans a JSON text exactly as {@link scanJson} does (same validity, compact bytes, spans, reasons
- * and messages), faster. The input is copied into the scanner's memory and never written to; the
- * compact text is a view of the input when it had no whitespace to remove, else a copy of its own.
+ * and messages), faster. The input is copied into the scanner's memory and never written to; on the
+ * fast path the compact text is a view of the input (there was no whitespace to remove).
  */
 export function scanJsonFast(input: Uint8Array): ScanResult {
   const n = input.length;
   if (!reserve(n)) return scanJson(input);
   memoryBytes.set(input, inputAt);
+  memoryBytes[inputAt + n] = 0;
   if (wasm.scan(n) !== FAST_OK) return scanJson(input);
   // Bytes >= 0x80 were seen inside strings: scanJson then reports invalid UTF-8 with its message.
   if (results[R_HIGH_BYTES] === 1 && !isUtf8(input)) return scanJson(input);
-  const length = results[R_COMPACT_LEN] as number;
-  let compact: Uint8Array;
-  if (results[R_CHANGED] === 1) {
-    compact = memoryBytes.slice(inputAt, inputAt + length);
-  } else {
-    const start = results[R_VALUE_START] as number;
-    compact = input.subarray(start, start + length);
-  }
+  const start = results[R_VALUE_START] as number;
   return {
     ok: true,
-    compact,
+    compact: input.subarray(start, start + (results[R_COMPACT_LEN] as number)),
     isObject: results[R_IS_OBJECT] === 1,
     kind: span(R_KIND),
     apiVersion: span(R_API_VERSION),
