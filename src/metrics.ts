@@ -43,7 +43,11 @@ function createDurationHistogram(
       let cumulative = 0;
       for (let i = 0; i < buckets.length; i++) {
         cumulative += counts[i] as number;
-        values.push({ metricName: `${name}_bucket`, labels: { le: buckets[i] as number }, value: cumulative });
+        values.push({
+          metricName: `${name}_bucket`,
+          labels: { le: buckets[i] as number },
+          value: cumulative,
+        });
       }
       cumulative += counts[buckets.length] as number;
       values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: cumulative });
