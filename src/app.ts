@@ -23,6 +23,8 @@ export type AppDeps = {
   maxRequestBytes: number;
   /** Deadline for receiving the body, in ms; a slower client gets 408. */
   requestTimeoutMs: number;
+  /** Told each valid body's size once its line is written (see gc-pacer.ts). Default: nothing. */
+  afterBody?: (bodyBytes: number) => void;
 };
 
 /** Refusals that are not about the body's content (status, reason label). */
@@ -170,6 +172,7 @@ export type Webhook = {
 /** Creates the webhook handler and its app; see {@link Webhook}. */
 export function createWebhook(deps: AppDeps): Webhook {
   const { sink, metrics, clock, log, maxRequestBytes, requestTimeoutMs } = deps;
+  const afterBody = deps.afterBody ?? (() => {});
   let lastFailureLog = 0;
   let suppressedFailures = 0;
 
@@ -229,6 +232,7 @@ export function createWebhook(deps: AppDeps): Webhook {
       reportWriteFailure(err);
     }
     metrics.requestDuration.observe(Number(clock() - arrived) / 1e9);
+    afterBody(body.length);
     return new Response(allowedAnswer(review), ANSWER_INIT);
   }
 

@@ -5,6 +5,7 @@
 import { createOpsApp, createWebhook, errorResponse } from './app.ts';
 import { createClock } from './clock.ts';
 import { type Config, HELP, parseArgs } from './config.ts';
+import { createGcPacer } from './gc-pacer.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createFileSink } from './sink/file-sink.ts';
@@ -92,6 +93,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     log: webhookLog,
     maxRequestBytes: config.maxRequestBytes,
     requestTimeoutMs: config.requestTimeoutMs,
+    afterBody: createGcPacer(),
   });
 
   let tls: Awaited<ReturnType<typeof startTlsServer>>;

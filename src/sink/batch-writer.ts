@@ -10,7 +10,7 @@
  * change here.
  */
 
-import { writeSync } from 'node:fs';
+import { writeSync, writevSync } from 'node:fs';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import type { Line, LineSink, SinkObserver } from './sink.ts';
@@ -35,10 +35,22 @@ const FIRST_EAGAIN_PAUSE_MS = 1;
 /** Longest single pause between EAGAIN retries, so a reader that comes back is noticed quickly. */
 const MAX_EAGAIN_PAUSE_MS = 50;
 
+/**
+ * Least size of a line in pieces that is written on its own, straight from its pieces (one writev),
+ * instead of being copied into the batch buffer. For a large body that copy is one more pass over
+ * it, which under load costs about 1 ms per MiB here; small lines are cheaper copied and batched.
+ */
+const LARGE_LINE_BYTES = 64 * 1024;
+
 /** One flush's worth of queued lines, back to back. Valid only during {@link BatchTarget.writeBatch}. */
 export type Batch = {
   /** The lines' bytes, line after line; may be longer than the batch (read only up to the last end). */
   readonly bytes: Uint8Array;
+  /**
+   * When set, the batch is one large line given in pieces (see LARGE_LINE_BYTES), to be written as
+   * these pieces in order; `bytes` is then not used.
+   */
+  readonly pieces: readonly Uint8Array[] | undefined;
   /** `ends[i]` is the offset just past line `i`'s `\n`; only the first `count` entries belong to this batch. */
   readonly ends: readonly number[];
   /** How many lines the batch holds; at least one. */
@@ -153,6 +165,27 @@ function copyPieces(pieces: readonly Uint8Array[], into: Uint8Array, offset: num
 }
 
 /**
+ * Writes `pieces` in order to `fd`: one writev, then {@link writeFully} for whatever the kernel did
+ * not take. Errors as writeFully's; bytes written before a throw stay written.
+ */
+export function writePiecesFully(fd: number, pieces: readonly Uint8Array[], eagainTimeoutMs: number): void {
+  let skip = 0;
+  try {
+    skip = writevSync(fd, pieces as Uint8Array[]);
+  } catch (error) {
+    if (errnoCode(error) !== 'EAGAIN') throw error;
+  }
+  for (const piece of pieces) {
+    if (skip >= piece.length) {
+      skip -= piece.length;
+      continue;
+    }
+    writeFully(fd, piece, skip, piece.length, eagainTimeoutMs);
+    skip = 0;
+  }
+}
+
+/**
  * Creates a {@link LineSink} that batches lines for `options.target`. `write` never throws: a bad
  * line (empty, or not ending in `\n`) or a closed sink gives a rejected promise.
  */
@@ -174,7 +207,18 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
 
   let buffer = new Uint8Array(Math.min(INITIAL_BUFFER_BYTES, maxBatchBytes));
   const ends: number[] = [];
-  const batch: { bytes: Uint8Array; ends: number[]; count: number } = { bytes: buffer, ends, count: 0 };
+  const batch: {
+    bytes: Uint8Array;
+    pieces: readonly Uint8Array[] | undefined;
+    ends: number[];
+    count: number;
+  } = {
+    bytes: buffer,
+    pieces: undefined,
+    ends,
+    count: 0,
+  };
+  const largeLineBytes = Math.min(LARGE_LINE_BYTES, maxBatchBytes);
 
   let scheduled = false;
   let draining = false;
@@ -195,23 +239,27 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
   function takeBatch(): void {
     const first = lines[head] as Line;
     let total = sizes[head] as number;
+    batch.pieces = undefined;
+    if (!(first instanceof Uint8Array) && total >= largeLineBytes) {
+      // A large line in pieces goes alone, written from its pieces: no copy of the body.
+      batch.count = 1;
+      batch.pieces = first;
+      ends[0] = total;
+      return;
+    }
     let count = 1;
     while (head + count < lines.length) {
       const next = sizes[head + count] as number;
       if (total + next > maxBatchBytes) break;
+      if (!((lines[head + count] as Line) instanceof Uint8Array) && next >= largeLineBytes) break;
       total += next;
       count++;
     }
     batch.count = count;
-    if (count === 1 && (first instanceof Uint8Array || total > maxBatchBytes)) {
-      // A single whole line is written from its own bytes; an oversized line in pieces gets its own
-      // buffer. Either way the reused buffer never grows past maxBatchBytes.
-      if (first instanceof Uint8Array) batch.bytes = first;
-      else {
-        const own = new Uint8Array(total);
-        copyPieces(first, own, 0);
-        batch.bytes = own;
-      }
+    if (count === 1 && first instanceof Uint8Array) {
+      // A single whole line is written from its own bytes: no copy, and an oversized line never
+      // grows the buffer.
+      batch.bytes = first;
       ends[0] = total;
       return;
     }

@@ -24,7 +24,7 @@ import { dirname } from 'node:path';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import type { Batch, BatchFailure } from './batch-writer.ts';
-import { createBatchWriter, errnoCode, writeFully } from './batch-writer.ts';
+import { createBatchWriter, errnoCode, writeFully, writePiecesFully } from './batch-writer.ts';
 import { freeBackupName, pruneBackups } from './rotation.ts';
 import type { LineSink, SinkObserver } from './sink.ts';
 
@@ -291,11 +291,15 @@ export function createFileSink(options: FileSinkOptions): LineSink {
     }
   }
 
-  /** Writes `bytes[start, end)` (whole lines) to the current file, undoing it on failure. */
-  function writeSegment(bytes: Uint8Array, start: number, end: number): Error | undefined {
+  /**
+   * Writes the batch's lines from offset `start` to `end` (whole lines) to the current file, undoing
+   * it on failure. A batch in pieces is one line, so its only segment is all of it.
+   */
+  function writeSegment(batch: Batch, start: number, end: number): Error | undefined {
     const before = file.size;
     try {
-      writeFully(file.fd, bytes, start, end, FILE_EAGAIN_TIMEOUT_MS);
+      if (batch.pieces) writePiecesFully(file.fd, batch.pieces, FILE_EAGAIN_TIMEOUT_MS);
+      else writeFully(file.fd, batch.bytes, start, end, FILE_EAGAIN_TIMEOUT_MS);
       if (fsync === 'batch') fdatasyncSync(file.fd);
     } catch (error) {
       undo(before, error);
@@ -353,7 +357,7 @@ export function createFileSink(options: FileSinkOptions): LineSink {
         return { written: 0, error: error as Error };
       }
     }
-    const { bytes, ends, count } = batch;
+    const { ends, count } = batch;
     let line = 0;
     let start = 0;
     while (line < count) {
@@ -368,7 +372,7 @@ export function createFileSink(options: FileSinkOptions): LineSink {
       if ((ends[count - 1] as number) <= limit) next = count;
       else while (next < count && (ends[next] as number) <= limit) next++;
       const end = ends[next - 1] as number;
-      const writeError = writeSegment(bytes, start, end);
+      const writeError = writeSegment(batch, start, end);
       if (writeError) return { written: line, error: writeError };
       line = next;
       start = end;

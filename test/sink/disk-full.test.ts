@@ -96,5 +96,23 @@ describe.skipIf(!isRoot)(
       expect(readUids(path)).toEqual([...written, 'after']);
       expect(sink.ready()).toBe(true);
     });
+
+    it('rejects a large line in pieces that does not fit and cuts its fragment away', async () => {
+      // Over 64 KiB, so it is written alone from its pieces (writev); larger than the whole tmpfs,
+      // so the kernel takes part of it before ENOSPC.
+      const path = join(dir, 'pieces.log');
+      await sink?.close();
+      sink = createFileSink({ path, maxSizeBytes: Number.POSITIVE_INFINITY });
+      await sink.write(jsonLine('before', LINE_BYTES));
+      const big = jsonLine('big', 70 * 1024);
+      const pieces = [big.subarray(0, 1000), big.subarray(1000, 50_000), big.subarray(50_000)];
+      const error = await sink.write(pieces).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(SinkWriteError);
+      expect(((error as Error).cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      expect(readUids(path)).toEqual(['before']);
+      expect(statSync(path).size).toBe(LINE_BYTES);
+      await sink.write([jsonLine('after', LINE_BYTES)]);
+      expect(readUids(path)).toEqual(['before', 'after']);
+    });
   },
 );

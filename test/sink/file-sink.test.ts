@@ -62,6 +62,63 @@ describe('createFileSink', () => {
     return { path, sink };
   }
 
+  describe('lines in pieces', () => {
+    it('copies small lines in pieces into the batch with whole lines, in order, with one writeSync', async () => {
+      const { path, sink } = open();
+      let writes = 0;
+      spies.push(
+        mockWriteSync((real, _call, ...args) => {
+          writes++;
+          return real(...args);
+        }),
+      );
+      const a = jsonLine('a', 300);
+      const c = jsonLine('c', 500);
+      await Promise.all([
+        sink.write(a),
+        sink.write([c.subarray(0, 10), c.subarray(10, 200), c.subarray(200)]),
+        sink.write([jsonLine('d', 100)]),
+      ]);
+      expect(writes).toBe(1);
+      expect(readUids(path)).toEqual(['a', 'c', 'd']);
+    });
+
+    it('writes a large line alone from its pieces with writev, between the batches around it', async () => {
+      const { path, sink } = open();
+      const writev = spyOn(fs, 'writevSync');
+      spies.push(writev);
+      const big = jsonLine('big', 200 * 1024);
+      const pieces = [big.subarray(0, 7), big.subarray(7, 100_000), big.subarray(100_000)];
+      await Promise.all([
+        sink.write(jsonLine('first', 100)),
+        sink.write(pieces),
+        sink.write(jsonLine('last', 100)),
+      ]);
+      expect(writev).toHaveBeenCalledTimes(1);
+      expect(writev.mock.calls[0]?.[1]).toEqual(pieces);
+      expect(readUids(path)).toEqual(['first', 'big', 'last']);
+      expect(statSync(path).size).toBe(200 + 200 * 1024);
+    });
+
+    it('rotates before a large line in pieces that would take the file past the limit', async () => {
+      const { path, sink } = open({ maxSizeBytes: 300 * 1024, now: () => AT });
+      await sink.write(jsonLine('small', 200 * 1024));
+      const big = jsonLine('big', 150 * 1024);
+      await sink.write([big.subarray(0, 80_000), big.subarray(80_000)]);
+      expect(readUids(path)).toEqual(['big']);
+      expect(readUids(join(dir, 'kube-audit-rest-2026-11-28T00-15-29.123.log'))).toEqual(['small']);
+    });
+
+    it('rejects a line whose last piece does not end in a newline, or that has no bytes', async () => {
+      const { path, sink } = open();
+      const line = jsonLine('x', 100);
+      await expect(sink.write([line, line.subarray(0, 5)])).rejects.toThrow(SinkWriteError);
+      await expect(sink.write([])).rejects.toThrow(SinkWriteError);
+      await sink.write([line, new Uint8Array(0)]); // an empty last piece: the line still ends in \n
+      expect(readUids(path)).toEqual(['x']);
+    });
+  });
+
   describe('opening', () => {
     it('creates the file with mode 0600 when it does not exist', () => {
       const { path } = open();
