@@ -1,9 +1,10 @@
 /**
  * @module Micro-benchmarks of the request hot path, in process: time per call of each piece at each
- * corpus size, and what each call leaves behind on the heap. `bun run bench:micro` prints the tables;
+ * corpus size, and what each call leaves behind on the heap. `bun testing/bench/micro.ts` prints the tables;
  * `bun run bench` includes them.
  *
- * Pieces, in the order a request meets them: parseReview (validate and compact the bytes), buildLine (the
+ * Pieces, in the order a request meets them: the JSON scanner (the TypeScript one, json-scan.ts, beside the
+ * WebAssembly one the server uses, json-scan-wasm.ts), parseReview (validate and compact the bytes), buildLine (the
  * line with its timestamp), formatRfc3339Nano (the timestamp), allowedAnswer (the response body), and the
  * file sink writing a batch of lines to a temp file (what one event-loop turn of requests costs on disk).
  *
@@ -20,9 +21,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClock, formatRfc3339Nano } from '../../src/clock.ts';
-import { buildLine, lineBytes } from '../../src/line.ts';
+import { scanJson } from '../../src/json-scan.ts';
+import { scanJsonFast } from '../../src/json-scan-wasm.ts';
+import { buildLine } from '../../src/line.ts';
 import { allowedAnswer, parseReview, type Review } from '../../src/review.ts';
 import { createFileSink } from '../../src/sink/file-sink.ts';
+import type { Line } from '../../src/sink/sink.ts';
 import { CAPTURED, CONFIGMAP_1MIB, MIB, paddedConfigMap, readCaptured } from './corpus.ts';
 import { fixed, int, size, table } from './report.ts';
 
@@ -86,13 +90,13 @@ function sample(name: string, body: Uint8Array): Sample {
 }
 
 /** Nanoseconds per batch of `lines` lines written through the file sink to a temp file. */
-async function sinkBatch(line: Uint8Array, lines: number, roundMs: number): Promise<number> {
+async function sinkBatch(line: Line, bytes: number, lines: number, roundMs: number): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'kar-micro-'));
   try {
     const sink = createFileSink({ path: join(dir, 'audit.log'), maxSizeBytes: Number.POSITIVE_INFINITY });
     const batch = () => Promise.all(Array.from({ length: lines }, () => sink.write(line)));
     await batch(); // open, first write
-    const maxBatches = Math.max(3, Math.floor(SINK_BYTES_BUDGET / (line.length * lines) / ROUNDS));
+    const maxBatches = Math.max(3, Math.floor(SINK_BYTES_BUDGET / (bytes * lines) / ROUNDS));
     const rounds: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       let n = 0;
@@ -130,18 +134,25 @@ export async function runMicro(options: { quick: boolean }): Promise<string> {
 
   const rows: string[][] = [];
   for (const s of samples) {
+    const typescript = timePerCall(() => (scanJson(s.body).ok ? 1 : 0), roundMs);
+    const wasm = timePerCall(() => (scanJsonFast(s.body).ok ? 1 : 0), roundMs);
     const parse = timePerCall(() => {
       const r = parseReview(s.body);
       return r.ok ? r.compact.length : 0;
     }, roundMs);
-    const line = lineBytes(buildLine(s.review, stamp));
+    // The line as the server hands it over: pieces around the timestamp.
+    const line = buildLine(s.review, stamp);
+    const lineLength = s.review.compact.length + 60;
     const build = timePerCall(() => buildLine(s.review, stamp).length, roundMs);
     const answer = timePerCall(() => allowedAnswer(s.review).length, roundMs);
-    const one = await sinkBatch(line, 1, roundMs);
-    const batch = await sinkBatch(line, BATCH_LINES, roundMs);
+    const one = await sinkBatch(line, lineLength, 1, roundMs);
+    const batch = await sinkBatch(line, lineLength, BATCH_LINES, roundMs);
     rows.push([
       s.name,
       size(s.body.length),
+      fixed(typescript / 1000, 2),
+      fixed(wasm / 1000, 2),
+      `${fixed(typescript / wasm, 1)}×`,
       fixed(parse / 1000, 2),
       fixed(s.body.length / parse, 2),
       int(retainedPerCall(() => parseReview(s.body))),
@@ -168,6 +179,9 @@ export async function runMicro(options: { quick: boolean }): Promise<string> {
       [
         'body',
         'bytes',
+        'scanJson (TypeScript) µs',
+        'scanJsonFast (WebAssembly) µs',
+        'speed-up',
         'parseReview µs',
         'parse GB/s',
         'parse retains B',
