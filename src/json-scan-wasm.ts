@@ -45,31 +45,47 @@ const SLACK_BYTES = 16;
 const FAST_OK = 0;
 const WASM_PAGE_BYTES = 65_536;
 
-/** One instance per process: the scanner keeps no state between calls, and calls never overlap. */
-function instantiate(): ScannerExports {
-  const bytes = Uint8Array.from(atob(JSON_SCAN_WASM_BASE64), (c) => c.charCodeAt(0));
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
-  return instance.exports as unknown as ScannerExports;
+/**
+ * One instance per process: the scanner keeps no state between calls, and calls never overlap.
+ * Undefined where the runtime cannot compile the module (a CPU without the SIMD instructions
+ * WebAssembly's 128-bit operations need, say); scanJson then does all the work.
+ */
+function instantiate(): ScannerExports | undefined {
+  try {
+    const bytes = Uint8Array.from(atob(JSON_SCAN_WASM_BASE64), (c) => c.charCodeAt(0));
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+    return instance.exports as unknown as ScannerExports;
+  } catch {
+    return undefined;
+  }
 }
 
 const wasm = instantiate();
-const inputAt = wasm.input_buffer();
-const resultAt = wasm.result_buffer();
+
+/** Whether the WebAssembly scanner is in use; false means every call goes to scanJson (slower, same answers). */
+export const fastScannerAvailable = wasm !== undefined;
+
+const inputAt = wasm?.input_buffer() ?? 0;
+const resultAt = wasm?.result_buffer() ?? 0;
 /** Views of memory; remade whenever memory grows, since growing replaces memory.buffer. */
-let memoryBytes = new Uint8Array(wasm.memory.buffer);
-let results = new Int32Array(wasm.memory.buffer, resultAt, RESULT_SLOTS);
+let memoryBytes = new Uint8Array(wasm?.memory.buffer ?? new ArrayBuffer(0));
+let results = new Int32Array(
+  wasm?.memory.buffer ?? new ArrayBuffer(4 * RESULT_SLOTS),
+  resultAt,
+  RESULT_SLOTS,
+);
 
 /** Grows memory so that `n` input bytes and the slack fit; false if it cannot (then scanJson does the work). */
-function reserve(n: number): boolean {
+function reserve(scanner: ScannerExports, n: number): boolean {
   const needed = inputAt + n + SLACK_BYTES - memoryBytes.length;
   if (needed <= 0) return true;
   try {
-    wasm.memory.grow(Math.ceil(needed / WASM_PAGE_BYTES));
+    scanner.memory.grow(Math.ceil(needed / WASM_PAGE_BYTES));
   } catch {
     return false;
   }
-  memoryBytes = new Uint8Array(wasm.memory.buffer);
-  results = new Int32Array(wasm.memory.buffer, resultAt, RESULT_SLOTS);
+  memoryBytes = new Uint8Array(scanner.memory.buffer);
+  results = new Int32Array(scanner.memory.buffer, resultAt, RESULT_SLOTS);
   return true;
 }
 
@@ -84,7 +100,7 @@ function span(at: number): Span {
  */
 export function scanJsonFast(input: Uint8Array): ScanResult {
   const n = input.length;
-  if (!reserve(n)) return scanJson(input);
+  if (wasm === undefined || !reserve(wasm, n)) return scanJson(input);
   memoryBytes.set(input, inputAt);
   memoryBytes[inputAt + n] = 0;
   if (wasm.scan(n) !== FAST_OK) return scanJson(input);

@@ -6,6 +6,7 @@ import { createOpsApp, createWebhook, errorResponse } from './app.ts';
 import { createClock } from './clock.ts';
 import { type Config, HELP, parseArgs } from './config.ts';
 import { createGcPacer } from './gc-pacer.ts';
+import { fastScannerAvailable } from './json-scan-wasm.ts';
 import { createLogger, type Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { createFileSink } from './sink/file-sink.ts';
@@ -160,6 +161,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     log.info('SIGHUP: reloading the certificate');
     void tls.reloadNow();
   });
+  if (!fastScannerAvailable) {
+    log.warn('the WebAssembly JSON scanner cannot run here; the TypeScript one does the work, more slowly');
+  }
   log.info('serving', {
     webhook: `https://${config.bindAddress}:${tls.port}/log-request`,
     metrics: `http://${config.bindAddress}:${opsServer.port}/metrics`,

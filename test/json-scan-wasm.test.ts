@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ScanResult } from '../src/json-scan.ts';
 import { scanJson } from '../src/json-scan.ts';
-import { scanJsonFast } from '../src/json-scan-wasm.ts';
+import { fastScannerAvailable, scanJsonFast } from '../src/json-scan-wasm.ts';
 import { forEachSeed, INVALID_UTF8, jsonText, mutate, reviewCase, show } from './helpers/json-gen.ts';
 
 const encoder = new TextEncoder();
@@ -30,6 +30,10 @@ function agree(input: Uint8Array): void {
 const STOP_BYTES = ['"', '\\\\', '\\"', '\\u00e9', '\u00e9', '\u{1F600}', '\t', '\u0001', '\u007f', ' '];
 
 describe('scanJsonFast', () => {
+  it('runs the WebAssembly scanner here, so the comparisons below compare two scanners', () => {
+    expect(fastScannerAvailable).toBe(true);
+  });
+
   it('agrees with scanJson on generated JSON texts, whole and mutated', () => {
     forEachSeed(100_000, 3_000, (rng) => {
       const input = encoder.encode(jsonText(rng));
