@@ -186,6 +186,32 @@ describe('kube-audit-rest executable', () => {
       expect(readFileSync(logFile, 'utf8')).toBe(before);
     });
 
+    it('routes as the API server expects: a timeout query accepted, other methods 405, other paths 404', async () => {
+      // The API server appends ?timeout=<seconds>s to the webhook URL.
+      const withQuery = await fetch(`https://127.0.0.1:${server.port}/log-request?timeout=10s`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: reviewBody('with-query'),
+        tls: { ca: ca.cert },
+      });
+      expect(withQuery.status).toBe(200);
+      expect(((await withQuery.json()) as { response: { uid: string } }).response.uid).toBe('with-query');
+      expect(uidsIn(readFileSync(logFile, 'utf8'))).toContain('with-query');
+
+      const get = await fetch(`https://127.0.0.1:${server.port}/log-request`, { tls: { ca: ca.cert } });
+      expect(get.status).toBe(405);
+      expect(get.headers.get('allow')).toBe('POST');
+      expect(((await get.json()) as { reason: string }).reason).toBe('method_not_allowed');
+
+      const elsewhere = await fetch(`https://127.0.0.1:${server.port}/log-request/extra`, {
+        method: 'POST',
+        body: '{}',
+        tls: { ca: ca.cert },
+      });
+      expect(elsewhere.status).toBe(404);
+      expect(((await elsewhere.json()) as { reason: string }).reason).toBe('not_found');
+    });
+
     it('reopens the log file when it is deleted under the running server', async () => {
       unlinkSync(logFile);
       expect((await post(server, reviewBody('after-delete'))).status).toBe(200);

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -136,6 +136,31 @@ describe('startTlsServer', () => {
     expect(server.isReady()).toBe(true);
   });
 
+  it("serves routes from Bun's router before fetch, and answers through onError when a handler throws", async () => {
+    const server = await serve({
+      certFile: first.certFile,
+      keyFile: first.keyFile,
+      routes: {
+        '/route': { POST: () => new Response('from the route') },
+        '/boom': {
+          POST: () => {
+            throw new Error('boom');
+          },
+        },
+      },
+      fetch: (req) => new Response(`from fetch: ${req.method}`),
+      onError: (error) => new Response(`handled: ${error.message}`, { status: 500 }),
+    });
+    const url = (path: string) => `https://127.0.0.1:${server.port}${path}`;
+    const tls = { ca: ca.cert };
+    expect(await (await fetch(url('/route'), { method: 'POST', tls })).text()).toBe('from the route');
+    expect(await (await fetch(url('/route'), { tls })).text()).toBe('from fetch: GET');
+    expect(await (await fetch(url('/other'), { method: 'POST', tls })).text()).toBe('from fetch: POST');
+    const boom = await fetch(url('/boom'), { method: 'POST', tls });
+    expect(boom.status).toBe(500);
+    expect(await boom.text()).toBe('handled: boom');
+  });
+
   it('refuses TLS 1.0 and 1.1 and accepts 1.2 and 1.3 when a client offers each', async () => {
     const server = await serve({ certFile: first.certFile, keyFile: first.keyFile });
     async function handshake(version: string): Promise<string> {
@@ -233,6 +258,32 @@ describe('startTlsServer', () => {
     for (let i = 0; i < 10; i++) expect(await servedFingerprint(server.port)).toBe(second.fingerprint256);
   });
 
+  it('reloads on a Secret update while another file in the same directory is written all the time', async () => {
+    // Without filtering by name, every write to the neighbour would restart the debounce, and the
+    // watch would never reload while the writes went on (only the poll, off here, would).
+    const volume = await volumeWith(first);
+    const server = await serve({ ...volume, reloadIntervalMs: 0, debounceMs: 200, drainMs: 0 });
+    const neighbour = join(volume.dir, 'audit.log');
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing; i++) {
+        await appendFile(neighbour, `line ${i}\n`);
+        await Bun.sleep(20);
+      }
+    })();
+    try {
+      await publish(volume.dir, second.cert, second.key);
+      await until('the swap happens', () => server.material.fingerprint256 === second.fingerprint256);
+    } finally {
+      writing = false;
+      await writer;
+    }
+    await until(
+      'new connections get the new certificate',
+      async () => (await servedFingerprint(server.port)) === second.fingerprint256,
+    );
+  });
+
   it('picks a change up by polling when watching is off', async () => {
     const certFile = join(dir, 'plain.crt');
     const keyFile = join(dir, 'plain.key');
@@ -296,6 +347,24 @@ describe('startTlsServer', () => {
     expect(after).toStartWith('HTTP/1.1 200 ');
     expect(after).toMatch(/\r\nconnection: close/i);
     await ended;
+  });
+
+  it("tells a kept-alive client to close on a route's answer too, once a new certificate is served", async () => {
+    const volume = await volumeWith(first);
+    const server = await serve({
+      ...volume,
+      reloadIntervalMs: 0,
+      drainMs: 60_000,
+      routes: { '/route': { GET: () => new Response('route: 0 bytes') } },
+    });
+    const socket = await connect(server.port);
+    expect(await roundTrip(socket, '/route')).not.toMatch(/\r\nconnection: close/i);
+    await publish(volume.dir, second.cert, second.key);
+    await until('the swap happens', () => server.material.fingerprint256 === second.fingerprint256);
+    const after = await roundTrip(socket, '/route');
+    expect(after).toEndWith('route: 0 bytes');
+    expect(after).toMatch(/\r\nconnection: close/i);
+    socket.destroy();
   });
 
   it('lets an in-flight request finish and then refuses connections when stopped', async () => {
