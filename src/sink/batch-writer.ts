@@ -168,7 +168,7 @@ function copyPieces(pieces: readonly Uint8Array[], into: Uint8Array, offset: num
  * Writes `pieces` in order to `fd`: one writev, then {@link writeFully} for whatever the kernel did
  * not take. Errors as writeFully's; bytes written before a throw stay written.
  */
-export function writePiecesFully(fd: number, pieces: readonly Uint8Array[], eagainTimeoutMs: number): void {
+function writePiecesFully(fd: number, pieces: readonly Uint8Array[], eagainTimeoutMs: number): void {
   let skip = 0;
   try {
     skip = writevSync(fd, pieces as Uint8Array[]);
@@ -183,6 +183,22 @@ export function writePiecesFully(fd: number, pieces: readonly Uint8Array[], eaga
     writeFully(fd, piece, skip, piece.length, eagainTimeoutMs);
     skip = 0;
   }
+}
+
+/**
+ * Writes the batch's bytes from offset `start` to `end` to `fd` with {@link writeFully}, or, for a
+ * batch of one line in pieces, all its pieces with {@link writePiecesFully} (its only range).
+ * Errors as theirs; bytes written before a throw stay written.
+ */
+export function writeBatchRange(
+  fd: number,
+  batch: Batch,
+  start: number,
+  end: number,
+  eagainTimeoutMs: number,
+): void {
+  if (batch.pieces) writePiecesFully(fd, batch.pieces, eagainTimeoutMs);
+  else writeFully(fd, batch.bytes, start, end, eagainTimeoutMs);
 }
 
 /**

@@ -24,7 +24,7 @@ import { dirname } from 'node:path';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import type { Batch, BatchFailure } from './batch-writer.ts';
-import { createBatchWriter, errnoCode, writeFully, writePiecesFully } from './batch-writer.ts';
+import { createBatchWriter, errnoCode, writeBatchRange } from './batch-writer.ts';
 import { freeBackupName, pruneBackups } from './rotation.ts';
 import type { LineSink, SinkObserver } from './sink.ts';
 
@@ -298,8 +298,7 @@ export function createFileSink(options: FileSinkOptions): LineSink {
   function writeSegment(batch: Batch, start: number, end: number): Error | undefined {
     const before = file.size;
     try {
-      if (batch.pieces) writePiecesFully(file.fd, batch.pieces, FILE_EAGAIN_TIMEOUT_MS);
-      else writeFully(file.fd, batch.bytes, start, end, FILE_EAGAIN_TIMEOUT_MS);
+      writeBatchRange(file.fd, batch, start, end, FILE_EAGAIN_TIMEOUT_MS);
       if (fsync === 'batch') fdatasyncSync(file.fd);
     } catch (error) {
       undo(before, error);

@@ -9,7 +9,7 @@
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import type { Batch, BatchFailure } from './batch-writer.ts';
-import { createBatchWriter, writeFully, writePiecesFully } from './batch-writer.ts';
+import { createBatchWriter, writeBatchRange } from './batch-writer.ts';
 import type { LineSink, SinkObserver } from './sink.ts';
 
 /** Standard output's descriptor. */
@@ -54,8 +54,7 @@ export function createStdoutSink(options: StdoutSinkOptions = {}): LineSink {
 
   function writeBatch(batch: Batch): BatchFailure | undefined {
     try {
-      if (batch.pieces) writePiecesFully(fd, batch.pieces, eagainTimeoutMs);
-      else writeFully(fd, batch.bytes, 0, batch.ends[batch.count - 1] as number, eagainTimeoutMs);
+      writeBatchRange(fd, batch, 0, batch.ends[batch.count - 1] as number, eagainTimeoutMs);
       return undefined;
     } catch (error) {
       return { written: 0, error: error as Error };

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { createClock, formatRfc3339Nano } from '../../src/clock.ts';
 import { scanJson } from '../../src/json-scan.ts';
 import { scanJsonFast } from '../../src/json-scan-wasm.ts';
-import { buildLine } from '../../src/line.ts';
+import { buildLine, lineBytes } from '../../src/line.ts';
 import { allowedAnswer, parseReview, type Review } from '../../src/review.ts';
 import { createFileSink } from '../../src/sink/file-sink.ts';
 import type { Line } from '../../src/sink/sink.ts';
@@ -142,7 +142,7 @@ export async function runMicro(options: { quick: boolean }): Promise<string> {
     }, roundMs);
     // The line as the server hands it over: pieces around the timestamp.
     const line = buildLine(s.review, stamp);
-    const lineLength = s.review.compact.length + 60;
+    const lineLength = lineBytes(line).length;
     const build = timePerCall(() => buildLine(s.review, stamp).length, roundMs);
     const answer = timePerCall(() => allowedAnswer(s.review).length, roundMs);
     const one = await sinkBatch(line, lineLength, 1, roundMs);
