@@ -5,13 +5,13 @@
  * → answer. The line is in the sink before the answer leaves.
  */
 import { Hono } from 'hono';
-import type { Clock } from './clock.ts';
-import { formatRfc3339Nano } from './clock.ts';
 import { buildLine, lineBytes } from './line.ts';
-import type { Logger } from './log.ts';
-import type { Metrics } from './metrics.ts';
-import { allowedAnswer, type InvalidReason, parseReview } from './review.ts';
+import { allowedAnswer, type InvalidReason, parseReview } from './review/parse.ts';
 import type { LineSink } from './sink/sink.ts';
+import type { Clock } from './support/clock.ts';
+import { formatRfc3339Nano } from './support/clock.ts';
+import type { Logger } from './support/log.ts';
+import type { Metrics } from './support/metrics.ts';
 
 /** What {@link createApp} needs; everything explicit, nothing global. */
 export type AppDeps = {

@@ -7,7 +7,7 @@
  * The line is returned in pieces that point into the body (see {@link Line}): the sink copies them
  * once, into its batch, instead of this module first copying the body into a line of its own.
  */
-import type { Review } from './review.ts';
+import type { Review } from './review/parse.ts';
 import type { Line } from './sink/sink.ts';
 
 const encoder = new TextEncoder();

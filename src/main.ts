@@ -3,17 +3,17 @@
  * for SIGTERM/SIGINT → drain, flush, exit.
  */
 import { createOpsApp, createWebhook, errorResponse } from './app.ts';
-import { createClock } from './clock.ts';
 import { type Config, HELP, parseArgs } from './config.ts';
-import { createGcPacer } from './gc-pacer.ts';
-import { fastScannerAvailable } from './json-scan-wasm.ts';
-import { createLogger, type Logger } from './log.ts';
-import { createMetrics, type Metrics } from './metrics.ts';
+import { fastScannerAvailable } from './review/json-scan-wasm.ts';
 import { createFileSink } from './sink/file-sink.ts';
 import type { LineSink } from './sink/sink.ts';
 import { createStdoutSink } from './sink/stdout-sink.ts';
-import type { TlsMaterial } from './tls.ts';
-import { startTlsServer } from './tls-server.ts';
+import { createClock } from './support/clock.ts';
+import { createGcPacer } from './support/gc-pacer.ts';
+import { createLogger, type Logger } from './support/log.ts';
+import { createMetrics, type Metrics } from './support/metrics.ts';
+import type { TlsMaterial } from './tls/material.ts';
+import { startTlsServer } from './tls/server.ts';
 
 /** Exit status for every start-up failure (bad flag, unusable certificate, unwritable log), as 1.x. */
 const EXIT_FAILURE = 1;

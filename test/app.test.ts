@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Hono } from 'hono';
 import { createApp, createOpsApp, isJsonContentType } from '../src/app.ts';
-import { createLogger, silentLogger } from '../src/log.ts';
-import { createMetrics, type Metrics } from '../src/metrics.ts';
 import { createFileSink } from '../src/sink/file-sink.ts';
 import { type LineSink, SinkWriteError } from '../src/sink/sink.ts';
+import { createLogger, silentLogger } from '../src/support/log.ts';
+import { createMetrics, type Metrics } from '../src/support/metrics.ts';
 
 /** 2023-11-14T22:13:20.12345678Z: a fixed arrival time, so lines are exact. */
 const ARRIVAL_NS = 1_700_000_000_123_456_780n;

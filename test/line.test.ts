@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'bun:test';
 import { buildLine, lineBytes } from '../src/line.ts';
-import { parseReview, type Review } from '../src/review.ts';
+import { parseReview, type Review } from '../src/review/parse.ts';
 import { forEachSeed, type Rng, referenceFields, reviewCase, show } from './helpers/json-gen.ts';
 
 const encoder = new TextEncoder();

@@ -11,8 +11,8 @@
  */
 
 import { writeSync, writevSync } from 'node:fs';
-import type { Logger } from '../log.ts';
-import { silentLogger } from '../log.ts';
+import type { Logger } from '../support/log.ts';
+import { silentLogger } from '../support/log.ts';
 import type { Line, LineSink, SinkObserver } from './sink.ts';
 import { SinkWriteError } from './sink.ts';
 

@@ -21,8 +21,8 @@ import {
   statSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Logger } from '../log.ts';
-import { silentLogger } from '../log.ts';
+import type { Logger } from '../support/log.ts';
+import { silentLogger } from '../support/log.ts';
 import type { Batch, BatchFailure } from './batch-writer.ts';
 import { createBatchWriter, errnoCode, writeBatchRange } from './batch-writer.ts';
 import { freeBackupName, pruneBackups } from './rotation.ts';

@@ -6,8 +6,8 @@
  * and the sink then waits in short sleeps (never spinning) for a bounded time before failing the batch.
  */
 
-import type { Logger } from '../log.ts';
-import { silentLogger } from '../log.ts';
+import type { Logger } from '../support/log.ts';
+import { silentLogger } from '../support/log.ts';
 import type { Batch, BatchFailure } from './batch-writer.ts';
 import { createBatchWriter, writeBatchRange } from './batch-writer.ts';
 import type { LineSink, SinkObserver } from './sink.ts';

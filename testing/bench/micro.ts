@@ -20,13 +20,13 @@ import { gcAndSweep, heapStats } from 'bun:jsc';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClock, formatRfc3339Nano } from '../../src/clock.ts';
-import { scanJson } from '../../src/json-scan.ts';
-import { scanJsonFast } from '../../src/json-scan-wasm.ts';
 import { buildLine, lineBytes } from '../../src/line.ts';
-import { allowedAnswer, parseReview, type Review } from '../../src/review.ts';
+import { scanJson } from '../../src/review/json-scan.ts';
+import { scanJsonFast } from '../../src/review/json-scan-wasm.ts';
+import { allowedAnswer, parseReview, type Review } from '../../src/review/parse.ts';
 import { createFileSink } from '../../src/sink/file-sink.ts';
 import type { Line } from '../../src/sink/sink.ts';
+import { createClock, formatRfc3339Nano } from '../../src/support/clock.ts';
 import { CAPTURED, CONFIGMAP_1MIB, MIB, paddedConfigMap, readCaptured } from './corpus.ts';
 import { fixed, int, size, table } from './report.ts';
 

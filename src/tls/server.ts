@@ -26,9 +26,9 @@ import type { FSWatcher } from 'node:fs';
 import { watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Server } from 'bun';
-import type { Logger } from './log.ts';
-import type { TlsMaterial } from './tls.ts';
-import { loadTlsMaterial, parseTlsMaterial, readTlsFiles } from './tls.ts';
+import type { Logger } from '../support/log.ts';
+import type { TlsMaterial } from './material.ts';
+import { loadTlsMaterial, parseTlsMaterial, readTlsFiles } from './material.ts';
 
 /** The request handler: what Bun.serve's `fetch` receives, with the listener that accepted the request. */
 export type TlsFetch = (req: Request, server: Server<undefined>) => Response | Promise<Response>;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'bun:test';
-import { MAX_DEPTH, type ScanOk, type ScanResult, type Span, scanJson } from '../src/json-scan.ts';
-import { scanJsonFast } from '../src/json-scan-wasm.ts';
+import { MAX_DEPTH, type ScanOk, type ScanResult, type Span, scanJson } from '../../src/review/json-scan.ts';
+import { scanJsonFast } from '../../src/review/json-scan-wasm.ts';
 import {
   forEachSeed,
   INVALID_UTF8,
@@ -11,7 +11,7 @@ import {
   referenceFields,
   reviewCase,
   show,
-} from './helpers/json-gen.ts';
+} from '../helpers/json-gen.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -2,7 +2,7 @@
  * @module Prometheus metrics on a private registry: 1.x's two counters plus what an operator alerts on.
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import type { SinkObserver } from './sink/sink.ts';
+import type { SinkObserver } from '../sink/sink.ts';
 
 /**
  * Request duration buckets, in seconds. The API server's webhook timeout is 10 s by default; most

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'bun:test';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ScanResult } from '../src/json-scan.ts';
-import { scanJson } from '../src/json-scan.ts';
-import { fastScannerAvailable, scanJsonFast } from '../src/json-scan-wasm.ts';
-import { forEachSeed, INVALID_UTF8, jsonText, mutate, reviewCase, show } from './helpers/json-gen.ts';
+import type { ScanResult } from '../../src/review/json-scan.ts';
+import { scanJson } from '../../src/review/json-scan.ts';
+import { fastScannerAvailable, scanJsonFast } from '../../src/review/json-scan-wasm.ts';
+import { forEachSeed, INVALID_UTF8, jsonText, mutate, reviewCase, show } from '../helpers/json-gen.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -77,8 +77,8 @@ describe('scanJsonFast', () => {
 
   it('agrees on every review captured from the real API server', () => {
     const dirs = [
-      join(import.meta.dir, '..', 'testing', 'bench', 'corpus'),
-      join(import.meta.dir, '..', 'testing', 'locally', 'data'),
+      join(import.meta.dir, '..', '..', 'testing', 'bench', 'corpus'),
+      join(import.meta.dir, '..', '..', 'testing', 'locally', 'data'),
     ];
     let count = 0;
     for (const dir of dirs) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'bun:test';
-import { MAX_DEPTH } from '../src/json-scan.ts';
-import { allowedAnswer, type InvalidReason, parseReview, type Review } from '../src/review.ts';
-import { forEachSeed, referenceCompactText, reviewCase, show } from './helpers/json-gen.ts';
+import { MAX_DEPTH } from '../../src/review/json-scan.ts';
+import { allowedAnswer, type InvalidReason, parseReview, type Review } from '../../src/review/parse.ts';
+import { forEachSeed, referenceCompactText, reviewCase, show } from '../helpers/json-gen.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

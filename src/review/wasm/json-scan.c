@@ -1,5 +1,5 @@
 /*
- * The fast path of src/json-scan.ts, compiled to WebAssembly (see build.sh): validate a compact JSON
+ * The fast path of src/review/json-scan.ts, compiled to WebAssembly (see build.sh): validate a compact JSON
  * text and note where the AdmissionReview's few keys are.
  *
  * It only ever answers "valid, and here is what I found" or "not on the fast path". Every error,

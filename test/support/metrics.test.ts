@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'bun:test';
 import { Histogram, Registry } from 'prom-client';
-import { createMetrics } from '../src/metrics.ts';
+import { createMetrics } from '../../src/support/metrics.ts';
 
 const NAME = 'kube_audit_rest_request_duration_seconds';
 

@@ -5,16 +5,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { connect as tlsConnect } from 'node:tls';
-import { createLogger, silentLogger } from '../src/log.ts';
-import type { TlsMaterial } from '../src/tls.ts';
-import { TlsMaterialError } from '../src/tls.ts';
-import type { TlsServer, TlsServerOptions } from '../src/tls-server.ts';
-import { startTlsServer } from '../src/tls-server.ts';
-import type { TestCa, TestServerCert } from './helpers/certs.ts';
-import { makeCa, makeServerCert, openssl } from './helpers/certs.ts';
-import { writeSecretVolume } from './helpers/secret-volume.ts';
-import type { SwapUnderLoadResult } from './helpers/swap-under-load.ts';
-import { swapUnderLoad } from './helpers/swap-under-load.ts';
+import { createLogger, silentLogger } from '../../src/support/log.ts';
+import type { TlsMaterial } from '../../src/tls/material.ts';
+import { TlsMaterialError } from '../../src/tls/material.ts';
+import type { TlsServer, TlsServerOptions } from '../../src/tls/server.ts';
+import { startTlsServer } from '../../src/tls/server.ts';
+import type { TestCa, TestServerCert } from '../helpers/certs.ts';
+import { makeCa, makeServerCert, openssl } from '../helpers/certs.ts';
+import { writeSecretVolume } from '../helpers/secret-volume.ts';
+import type { SwapUnderLoadResult } from '../helpers/swap-under-load.ts';
+import { swapUnderLoad } from '../helpers/swap-under-load.ts';
 
 /** Deadline for anything a test waits on; each is normally done in well under a second. */
 const DEADLINE_MS = 10_000;
@@ -425,7 +425,7 @@ describe('startTlsServer under load', () => {
     'loses no request when each request opens a new connection and tcp_migrate_req is 1',
     async () => {
       const options = JSON.stringify({ swaps: 4, clients: 8, newConnectionPerRequest: true });
-      const script = join(import.meta.dir, 'helpers', 'swap-under-load.ts');
+      const script = join(import.meta.dir, '..', 'helpers', 'swap-under-load.ts');
       const proc = Bun.spawn(
         [
           'unshare',

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadTlsMaterial, parseTlsMaterial, TlsMaterialError } from '../src/tls.ts';
-import type { TestCa, TestServerCert } from './helpers/certs.ts';
-import { makeCa, makeServerCert } from './helpers/certs.ts';
+import { loadTlsMaterial, parseTlsMaterial, TlsMaterialError } from '../../src/tls/material.ts';
+import type { TestCa, TestServerCert } from '../helpers/certs.ts';
+import { makeCa, makeServerCert } from '../helpers/certs.ts';
 
 let dir: string;
 let ca: TestCa;

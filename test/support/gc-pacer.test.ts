@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'bun:test';
-import { createGcPacer } from '../src/gc-pacer.ts';
+import { createGcPacer } from '../../src/support/gc-pacer.ts';
 
 describe('createGcPacer', () => {
   it('looks at RSS each time the large bodies since the last look reach everyBytes', () => {
