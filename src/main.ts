@@ -2,8 +2,14 @@
  * @module Entry point: parse flags → open the sink → serve the webhook and the operations port → wait
  * for SIGTERM/SIGINT → drain, flush, exit.
  */
-import { createOpsApp, createWebhook, errorResponse } from './app.ts';
-import { type Config, HELP, parseArgs } from './config.ts';
+import { readFileSync } from 'node:fs';
+import { createPipeline, type Pipeline } from './audit/pipeline.ts';
+import { createSecretRedactor } from './audit/transforms/redact-secrets.ts';
+import { type Config, HELP, parseArgs } from './config/serve.ts';
+import { createOpsApp } from './http/ops.ts';
+import { errorResponse } from './http/refusals.ts';
+import { bunRoutes, honoApp, webhookRoutes } from './http/routes.ts';
+import { createWebhook } from './http/webhook.ts';
 import { fastScannerAvailable } from './review/json-scan-wasm.ts';
 import { createFileSink } from './sink/file-sink.ts';
 import type { LineSink } from './sink/sink.ts';
@@ -38,6 +44,37 @@ function openSink(config: Config, log: Logger, metrics: Metrics): LineSink {
     maxBackups: config.loggerMaxBackups,
     observer: metrics.sinkObserver,
     log: log.child('sink'),
+  });
+}
+
+/** Shortest redaction key accepted: 128 bits, the least an HMAC key should carry. */
+const MIN_REDACTION_KEY_BYTES = 16;
+
+/** Builds the audit pipeline from the flags; throws with a message naming the flag when a file is unusable. */
+function buildPipeline(config: Config, clock: ReturnType<typeof createClock>): Pipeline {
+  let redact: ReturnType<typeof createSecretRedactor> | undefined;
+  if (!config.disableSecretRedaction) {
+    let key: Uint8Array | undefined;
+    if (config.redactionKeyFile !== undefined) {
+      try {
+        key = readFileSync(config.redactionKeyFile);
+      } catch (err) {
+        throw new Error(`--redaction-key-file: cannot read ${config.redactionKeyFile}`, { cause: err });
+      }
+      if (key.length < MIN_REDACTION_KEY_BYTES) {
+        throw new Error(
+          `--redaction-key-file: the key must be at least ${MIN_REDACTION_KEY_BYTES} bytes, got ${key.length}`,
+        );
+      }
+    }
+    redact = createSecretRedactor(key === undefined ? {} : { key });
+  }
+  return createPipeline({
+    format: config.outputFormat,
+    clusterName: config.clusterName,
+    syntheticResponseStatus: config.syntheticResponseStatus,
+    clock,
+    ...(redact === undefined ? {} : { redact }),
   });
 }
 
@@ -86,24 +123,37 @@ export async function main(argv: readonly string[]): Promise<number> {
     return EXIT_FAILURE;
   }
 
+  const clock = createClock();
+  let pipeline: Pipeline;
+  try {
+    pipeline = buildPipeline(config, clock);
+  } catch (err) {
+    log.error('cannot build the audit pipeline', { error: err });
+    await sink.close();
+    return EXIT_FAILURE;
+  }
+
   const webhookLog = log.child('webhook');
   const webhook = createWebhook({
+    pipeline,
     sink,
     metrics,
-    clock: createClock(),
+    clock,
     log: webhookLog,
     maxRequestBytes: config.maxRequestBytes,
     requestTimeoutMs: config.requestTimeoutMs,
     afterBody: createGcPacer(),
   });
 
+  const routes = webhookRoutes(webhook);
+  const app = honoApp(routes, webhook, webhookLog);
   let tls: Awaited<ReturnType<typeof startTlsServer>>;
   try {
     tls = await startTlsServer({
       certFile: config.certFilename,
       keyFile: config.certKeyFilename,
-      routes: { '/log-request': { POST: webhook.logRequest } },
-      fetch: (req, server) => webhook.app.fetch(req, server),
+      routes: bunRoutes(routes),
+      fetch: (req, server) => app.fetch(req, server),
       onError(error) {
         webhookLog.error('unexpected error while handling a request', { error });
         return errorResponse(500, 'internal', 'internal error');

@@ -8,6 +8,7 @@
  * calls of {@link USER}; the API server's own traffic is left out. Needs `bash testing/k8s-tools/build.sh`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
+import { readFileSync } from 'node:fs';
 import { missingBinariesMessage, missingControlPlaneBinaries } from '../testing/control-plane.ts';
 import {
   type AdmissionRequest,
@@ -33,6 +34,8 @@ import { waitUntil } from './helpers/server-process.ts';
 const USER = 'e2e-user';
 /** Its groups: `system:masters` so RBAC allows everything. The API server adds `system:authenticated`. */
 const GROUPS = ['system:masters'];
+/** A redacted Secret value: the marker and a base64url HMAC-SHA256. */
+const REDACTED = /^redacted:hmac-sha256:[A-Za-z0-9_-]{43}$/;
 /** Namespace of the namespaced objects. */
 const NS = 'e2e';
 /** The API server's cap on a ConfigMap's data (the sum of its values' lengths), 1 MiB. */
@@ -589,7 +592,9 @@ describe('kube-audit-rest behind a real kube-apiserver', () => {
     let r = logged(m, { operation: 'CREATE', group: '', resource: 'secrets', namespace: NS, name: 'dry' });
     expect(r.dryRun).toBe(true);
     expect(r.options).toMatchObject({ kind: 'CreateOptions', dryRun: ['All'] });
-    expect(r.object?.data).toEqual(secret.data);
+    expect(Object.keys(r.object?.data ?? {})).toEqual(['password']);
+    expect((r.object?.data as Record<string, string>).password).toMatch(REDACTED);
+    expect(readFileSync(backend.logFile, 'utf8')).not.toContain(secret.data.password);
     expect((await api.call('GET', `${base}/dry`)).status).toBe(404);
 
     const cms = `/api/v1/namespaces/${NS}/configmaps`;
@@ -607,8 +612,8 @@ describe('kube-audit-rest behind a real kube-apiserver', () => {
     expect((await api.call('GET', `${cms}/kept`)).status).toBe(200);
   });
 
-  it('logs a Secret with its data when the user creates one', async () => {
-    const m = mark();
+  it('writes Secrets created and updated with every value redacted to a keyed hash, never the value', async () => {
+    let m = mark();
     const data = {
       username: Buffer.from('admin').toString('base64'),
       password: Buffer.from('s3cr3t!').toString('base64'),
@@ -622,8 +627,40 @@ describe('kube-audit-rest behind a real kube-apiserver', () => {
     });
     const r = logged(m, { operation: 'CREATE', group: '', resource: 'secrets', namespace: NS, name: 'db' });
     expect(r.kind).toEqual({ group: '', version: 'v1', kind: 'Secret' });
-    expectCreate(r, created);
-    expect(r.object).toMatchObject({ type: 'Opaque', data });
+    expect(r.object?.metadata?.uid).toBe(created.metadata?.uid as string);
+    const first = r.object?.data as Record<string, string>;
+    expect(Object.keys(first).sort()).toEqual(['password', 'username']);
+    for (const value of Object.values(first)) expect(value).toMatch(REDACTED);
+    expect(first.username).not.toBe(first.password);
+
+    // An update through stringData: the API server moves it into data; an unchanged value keeps its marker.
+    m = mark();
+    await call(
+      200,
+      'PATCH',
+      `/api/v1/namespaces/${NS}/secrets/db`,
+      { stringData: { username: 'root' } },
+      'application/merge-patch+json',
+    );
+    const u = logged(m, { operation: 'UPDATE', group: '', resource: 'secrets', namespace: NS, name: 'db' });
+    const after = u.object?.data as Record<string, string>;
+    const before = u.oldObject?.data as Record<string, string>;
+    expect(before).toEqual(first);
+    expect(after.password).toBe(first.password);
+    expect(after.username).toMatch(REDACTED);
+    expect(after.username).not.toBe(first.username);
+
+    const text = readFileSync(backend.logFile, 'utf8');
+    for (const secret of [
+      'admin',
+      's3cr3t!',
+      'root',
+      data.username,
+      data.password,
+      Buffer.from('root').toString('base64'),
+    ]) {
+      expect(text).not.toContain(`"${secret}"`);
+    }
   });
 
   it(

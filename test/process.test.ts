@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import { HELP } from '../src/config.ts';
+import { HELP } from '../src/config/serve.ts';
 import { makeCa, makeServerCert, type TestCa } from './helpers/certs.ts';
 import { writeSecretVolume } from './helpers/secret-volume.ts';
 import {
@@ -170,7 +170,7 @@ describe('kube-audit-rest executable', () => {
       );
       answers.forEach((text, i) => {
         expect(text).toBe(
-          `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":"first-${i}","allowed":true}}`,
+          `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":"first-${i}","allowed":true,"auditAnnotations":{"request-uid":"first-${i}"}}}`,
         );
       });
       expect(uidsIn(readFileSync(logFile, 'utf8')).sort()).toEqual([...uids].sort());

@@ -4,12 +4,12 @@
  * {@link scanJsonFast} gives exactly what {@link scanJson} gives for every input; it is just faster
  * on the texts the API server sends: compact, valid JSON. The WebAssembly scanner reads strings 16
  * bytes at a time, where the TypeScript one goes byte by byte (figures in testing/README.md).
- * Whatever is not plainly valid and compact (any error, whitespace between tokens, a tracked key
- * spelled with escapes, a repeated tracked key) is handed to scanJson, which decides, compacts and
- * words the answer: one definition of what is accepted, one set of messages.
+ * Whatever is not plainly valid and compact (any error, whitespace between tokens, a listed key
+ * spelled with escapes, more members than its table holds) is handed to scanJson, which decides,
+ * compacts and words the answer: one definition of what is accepted, one set of messages.
  */
 import { isUtf8 } from 'node:buffer';
-import { type ScanResult, type Span, scanJson } from './json-scan.ts';
+import { MEMBER_INTS, type ScanResult, scanJson } from './json-scan.ts';
 import { JSON_SCAN_WASM_BASE64 } from './wasm/json-scan.wasm.ts';
 
 /** What json-scan.c's exports look like from here. */
@@ -23,17 +23,16 @@ type ScannerExports = {
   result_buffer(): number;
 };
 
-// Slots of json-scan.c's result[].
+// Slots of json-scan.c's result[]; the member table follows them.
 const R_COMPACT_LEN = 0;
 const R_IS_OBJECT = 1;
-const R_REQUEST_IS_OBJECT = 2;
-const R_HIGH_BYTES = 3;
-const R_KIND = 4;
-const R_API_VERSION = 6;
-const R_TIMESTAMP = 8;
-const R_UID = 10;
-const R_VALUE_START = 12;
-const RESULT_SLOTS = 13;
+const R_HIGH_BYTES = 2;
+const R_VALUE_START = 3;
+const R_MEMBER_COUNT = 4;
+const R_COUNT = 5;
+/** MAX_MEMBERS in json-scan.c. */
+const MAX_MEMBERS = 64;
+const RESULT_SLOTS = R_COUNT + MAX_MEMBERS * MEMBER_INTS;
 
 /**
  * Bytes the scanner may read past the input: a NUL sentinel (which ends every string, number and
@@ -89,12 +88,8 @@ function reserve(scanner: ScannerExports, n: number): boolean {
   return true;
 }
 
-function span(at: number): Span {
-  return { start: results[at] as number, end: results[at + 1] as number };
-}
-
 /**
- * Scans a JSON text exactly as {@link scanJson} does (same validity, compact bytes, spans, reasons
+ * Scans a JSON text exactly as {@link scanJson} does (same validity, compact bytes, members, reasons
  * and messages), faster. The input is copied into the scanner's memory and never written to; on the
  * fast path the compact text is a view of the input (there was no whitespace to remove).
  */
@@ -107,14 +102,11 @@ export function scanJsonFast(input: Uint8Array): ScanResult {
   // Bytes >= 0x80 were seen inside strings: scanJson then reports invalid UTF-8 with its message.
   if (results[R_HIGH_BYTES] === 1 && !isUtf8(input)) return scanJson(input);
   const start = results[R_VALUE_START] as number;
+  const count = results[R_MEMBER_COUNT] as number;
   return {
     ok: true,
     compact: input.subarray(start, start + (results[R_COMPACT_LEN] as number)),
     isObject: results[R_IS_OBJECT] === 1,
-    kind: span(R_KIND),
-    apiVersion: span(R_API_VERSION),
-    timestamp: span(R_TIMESTAMP),
-    requestIsObject: results[R_REQUEST_IS_OBJECT] === 1,
-    uid: span(R_UID),
+    members: results.slice(R_COUNT, R_COUNT + count * MEMBER_INTS),
   };
 }

@@ -1,12 +1,13 @@
 /**
- * @module One pass over JSON bytes: validate (RFC 8259), compact, and note where a few keys are.
+ * @module One pass over JSON bytes: validate (RFC 8259), compact, and list the top two levels of members.
  *
  * The audit line must keep the request body byte for byte (key order, escapes, number spelling),
  * so the body is never decoded and re-encoded. Instead this scanner walks the bytes once, checks
  * the grammar, drops insignificant whitespace (copying only when there is some: the API server
- * already sends compact JSON, so usually the output is a view of the input), and records the
- * spans of the values the webhook needs: top-level `kind`, `apiVersion`, `requestReceivedTimestamp`
- * and `request.uid`.
+ * already sends compact JSON, so usually the output is a view of the input), and lists where the
+ * members of the root object, and of each object directly inside it, are: for an AdmissionReview,
+ * `kind`, `apiVersion`, `request` and each of `request`'s fields. The scanner knows no key names;
+ * src/audit/record.ts decides which members matter.
  */
 import { isUtf8 } from 'node:buffer';
 
@@ -16,15 +17,8 @@ import { isUtf8 } from 'node:buffer';
  */
 export const MAX_DEPTH = 10_000;
 
-/** Why a body is not an AdmissionReview we can log; also the `reason` label of the invalid-request metric. */
-export type ScanErrorReason =
-  | 'empty'
-  | 'syntax'
-  | 'trailing_data'
-  | 'invalid_utf8'
-  | 'too_deep'
-  | 'not_object'
-  | 'duplicate_key';
+/** Why a body is not JSON we can log; also the `reason` label of the invalid-request metric. */
+export type ScanErrorReason = 'empty' | 'syntax' | 'trailing_data' | 'invalid_utf8' | 'too_deep';
 
 /** A body that failed to scan: a reason code plus a human message saying what and where. */
 export type ScanError = { ok: false; reason: ScanErrorReason; message: string };
@@ -32,23 +26,38 @@ export type ScanError = { ok: false; reason: ScanErrorReason; message: string };
 /** A byte span `[start, end)`; `start` is -1 when absent. */
 export type Span = { start: number; end: number };
 
-/** What the scanner found in a valid JSON text. Spans in `compact` coordinates unless noted. */
+/**
+ * Ints per member in {@link ScanOk.members}: key start and end (the key's string token, quotes
+ * included), value start and end (the value's token or container), the index of the root member
+ * whose value holds it (-1 for the root's own members), and 1 if the key is written with escapes.
+ * json-scan.c writes the same layout.
+ */
+export const MEMBER_INTS = 6;
+/** Offsets within one member's ints; see {@link MEMBER_INTS}. */
+export const M_KEY_START = 0;
+/** @see M_KEY_START */
+export const M_KEY_END = 1;
+/** @see M_KEY_START */
+export const M_VALUE_START = 2;
+/** @see M_KEY_START */
+export const M_VALUE_END = 3;
+/** @see M_KEY_START */
+export const M_PARENT = 4;
+/** @see M_KEY_START */
+export const M_ESCAPED = 5;
+
+/** What the scanner found in a valid JSON text. Offsets are in `compact`. */
 export type ScanOk = {
   ok: true;
   /** The text without insignificant whitespace; a view of the input when it was already compact. */
   compact: Uint8Array;
   /** True when the top-level value is an object. */
   isObject: boolean;
-  /** Top-level `kind` value token (any JSON type), or start -1. */
-  kind: Span;
-  /** Top-level `apiVersion` value token, or start -1. */
-  apiVersion: Span;
-  /** Top-level `requestReceivedTimestamp` value token, or start -1. */
-  timestamp: Span;
-  /** Whether top-level `request` is present and an object. */
-  requestIsObject: boolean;
-  /** `request.uid` value token, or start -1. */
-  uid: Span;
+  /**
+   * The members of the root object and of each object that is a root member's value, in text order
+   * (a parent before its children), {@link MEMBER_INTS} ints each.
+   */
+  members: Int32Array;
 };
 
 /** Result of {@link scanJson}. */
@@ -90,23 +99,6 @@ for (let i = 0; i < 6; i++) {
   HEX[0x61 + i] = 11 + i;
 }
 
-// Keys the webhook cares about, as bytes, to compare without decoding.
-const encoder = new TextEncoder();
-const KEY_KIND = encoder.encode('kind');
-const KEY_API_VERSION = encoder.encode('apiVersion');
-const KEY_REQUEST = encoder.encode('request');
-const KEY_TIMESTAMP = encoder.encode('requestReceivedTimestamp');
-const KEY_UID = encoder.encode('uid');
-
-// Which key a value belongs to.
-const K_OTHER = 0;
-const K_KIND = 1;
-const K_API_VERSION = 2;
-const K_REQUEST = 3;
-const K_TIMESTAMP = 4;
-const K_UID = 5;
-const K_NAMES = ['', 'kind', 'apiVersion', 'request', 'requestReceivedTimestamp', 'request.uid'];
-
 // Container kinds on the stack.
 const IN_OBJECT = 1;
 const IN_ARRAY = 2;
@@ -129,33 +121,6 @@ function describeByte(b: number | undefined): string {
   if (b === undefined) return 'end of input';
   if (b >= 0x21 && b < 0x7f) return `'${String.fromCharCode(b)}'`;
   return `byte 0x${b.toString(16).padStart(2, '0')}`;
-}
-
-/** Compares the unescaped key `bytes[start..end)` with `key`. */
-function keyEquals(bytes: Uint8Array, start: number, end: number, key: Uint8Array): boolean {
-  if (end - start !== key.length) return false;
-  for (let i = 0; i < key.length; i++) if (bytes[start + i] !== key[i]) return false;
-  return true;
-}
-
-/** Longest escaped spelling of a tracked key: "requestReceivedTimestamp" with every character as \uXXXX. */
-const MAX_ESCAPED_KEY_BYTES = 6 * KEY_TIMESTAMP.length;
-const keyDecoder = new TextDecoder();
-
-/**
- * Which tracked key (or K_OTHER) the key `bytes[start..end)`, spelled with escapes ("\u006bind"), names
- * at `depth`. Rare, so decoded the slow, certain way, but once per key: a body of many escaped keys
- * must not cost a decode per candidate name.
- */
-function escapedKey(bytes: Uint8Array, start: number, end: number, depth: number): number {
-  if (end - start > MAX_ESCAPED_KEY_BYTES) return K_OTHER;
-  const name = JSON.parse(keyDecoder.decode(bytes.subarray(start - 1, end + 1))) as string;
-  if (depth !== 1) return name === 'uid' ? K_UID : K_OTHER;
-  if (name === 'kind') return K_KIND;
-  if (name === 'apiVersion') return K_API_VERSION;
-  if (name === 'request') return K_REQUEST;
-  if (name === 'requestReceivedTimestamp') return K_TIMESTAMP;
-  return K_OTHER;
 }
 
 // Scratch results of the helpers below; module-level so the hot loop allocates nothing.
@@ -241,13 +206,14 @@ function scanLiteral(input: Uint8Array, start: number, word: Uint8Array): number
   for (let k = 0; k < word.length; k++) if (input[start + k] !== word[k]) return -1;
   return start + word.length;
 }
+const encoder = new TextEncoder();
 const TRUE = encoder.encode('true');
 const FALSE = encoder.encode('false');
 const NULL = encoder.encode('null');
 
 /**
  * Scans a JSON text: validates it strictly (RFC 8259, UTF-8, depth at most {@link MAX_DEPTH}),
- * compacts it, and locates the AdmissionReview fields the webhook reads. Never throws on any input.
+ * compacts it, and lists the members of its top two object levels. Never throws on any input.
  */
 export function scanJson(input: Uint8Array): ScanResult {
   const n = input.length;
@@ -268,24 +234,21 @@ export function scanJson(input: Uint8Array): ScanResult {
   const isObject = input[valueStart] === LBRACE;
   let valueEnd = -1;
 
-  // Key tracking.
-  let pendingKey = K_OTHER;
-  let seen = 0; // bitmask of K_* seen, for duplicate detection
-  let requestDepth = 0; // depth of the `request` object while inside it, else 0
-  let requestIsObject = false;
-  let trackKey = K_OTHER; // key whose value span is open
-  let trackDepth = 0; // depth the tracked value's container has
-  let trackStart = -1;
-  const spans: Span[] = [NONE(), NONE(), NONE(), NONE(), NONE(), NONE()];
+  // Member listing (see ScanOk.members).
+  const members: number[] = [];
+  let pendingMember = -1; // member whose value is about to start
+  let open1 = -1; // root member whose value is being scanned
+  let open2 = -1; // member one level down whose value is being scanned
 
   while (true) {
     if (state === S_AFTER_VALUE) {
-      // A value just ended: close its span if it is one we track.
-      if (trackKey !== K_OTHER && depth === trackDepth) {
-        const span = spans[trackKey] as Span;
-        span.start = trackStart;
-        span.end = i - removed;
-        trackKey = K_OTHER;
+      // A value directly inside a listed object just ended: it is the open member's value.
+      if (depth === 2 && open2 >= 0) {
+        members[open2 * MEMBER_INTS + M_VALUE_END] = i - removed;
+        open2 = -1;
+      } else if (depth === 1 && open1 >= 0) {
+        members[open1 * MEMBER_INTS + M_VALUE_END] = i - removed;
+        open1 = -1;
       }
       if (depth === 0) {
         valueEnd = i;
@@ -315,7 +278,6 @@ export function scanJson(input: Uint8Array): ScanResult {
         }
         if ((b === RBRACE && top === IN_OBJECT) || (b === RBRACKET && top === IN_ARRAY)) {
           i++;
-          if (requestDepth === depth) requestDepth = 0;
           depth--;
           continue;
         }
@@ -330,7 +292,6 @@ export function scanJson(input: Uint8Array): ScanResult {
       case S_KEY: {
         if (b === RBRACE && state === S_KEY_OR_CLOSE) {
           i++;
-          if (requestDepth === depth) requestDepth = 0;
           depth--;
           state = S_AFTER_VALUE;
           continue;
@@ -340,22 +301,18 @@ export function scanJson(input: Uint8Array): ScanResult {
         const keyStart = i + 1;
         const end = scanString(input, keyStart);
         if (end < 0) return stringError;
-        pendingKey = K_OTHER;
-        if (lastStringEscaped) {
-          if (depth === 1 || (depth === 2 && requestDepth === 2))
-            pendingKey = escapedKey(input, keyStart, end, depth);
-        } else if (depth === 1) {
-          if (keyEquals(input, keyStart, end, KEY_KIND)) pendingKey = K_KIND;
-          else if (keyEquals(input, keyStart, end, KEY_API_VERSION)) pendingKey = K_API_VERSION;
-          else if (keyEquals(input, keyStart, end, KEY_REQUEST)) pendingKey = K_REQUEST;
-          else if (keyEquals(input, keyStart, end, KEY_TIMESTAMP)) pendingKey = K_TIMESTAMP;
-        } else if (depth === 2 && requestDepth === 2) {
-          if (keyEquals(input, keyStart, end, KEY_UID)) pendingKey = K_UID;
-        }
-        if (pendingKey !== K_OTHER) {
-          const bit = 1 << pendingKey;
-          if (seen & bit) return fail('duplicate_key', `duplicate key "${K_NAMES[pendingKey]}"`);
-          seen |= bit;
+        if (depth === 1 || (depth === 2 && depthStack[1] === IN_OBJECT)) {
+          pendingMember = members.length / MEMBER_INTS;
+          members.push(
+            keyStart - 1 - removed,
+            end + 1 - removed,
+            -1,
+            -1,
+            depth === 1 ? -1 : open1,
+            lastStringEscaped ? 1 : 0,
+          );
+          if (depth === 1) open1 = pendingMember;
+          else open2 = pendingMember;
         }
         i = end + 1;
         state = S_COLON;
@@ -370,22 +327,15 @@ export function scanJson(input: Uint8Array): ScanResult {
       state = S_AFTER_VALUE;
       continue;
     }
-    const key = pendingKey;
-    pendingKey = K_OTHER;
-    if (key !== K_OTHER && key !== K_REQUEST) {
-      trackKey = key;
-      trackDepth = depth;
-      trackStart = i - removed;
+    if (pendingMember >= 0) {
+      members[pendingMember * MEMBER_INTS + M_VALUE_START] = i - removed;
+      pendingMember = -1;
     }
     if (b === LBRACE || b === LBRACKET) {
       if (depth === MAX_DEPTH)
         return fail('too_deep', `nesting deeper than ${MAX_DEPTH} levels at byte ${i}`);
       depth++;
       depthStack[depth] = b === LBRACE ? IN_OBJECT : IN_ARRAY;
-      if (key === K_REQUEST && b === LBRACE) {
-        requestDepth = depth;
-        requestIsObject = true;
-      }
       state = b === LBRACE ? S_KEY_OR_CLOSE : S_VALUE_OR_CLOSE;
       i++;
       continue;
@@ -421,18 +371,5 @@ export function scanJson(input: Uint8Array): ScanResult {
     outLen += valueEnd - copyFrom;
     compact = out.subarray(0, outLen);
   }
-  return {
-    ok: true,
-    compact,
-    isObject,
-    kind: spans[K_KIND] as Span,
-    apiVersion: spans[K_API_VERSION] as Span,
-    timestamp: spans[K_TIMESTAMP] as Span,
-    requestIsObject,
-    uid: spans[K_UID] as Span,
-  };
-}
-
-function NONE(): Span {
-  return { start: -1, end: -1 };
+  return { ok: true, compact, isObject, members: Int32Array.from(members) };
 }

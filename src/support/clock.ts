@@ -66,3 +66,20 @@ export function formatRfc3339Nano(ns: bigint): string {
   digits = digits.slice(0, end);
   return `${cachedPrefix}.${digits}Z`;
 }
+
+let microSecond = -1n;
+let microPrefix = '';
+
+/**
+ * Formats nanoseconds since the epoch as the audit Event's timestamps need them (Kubernetes'
+ * `metav1.MicroTime`): `2006-01-02T15:04:05.000000Z`, always six fractional digits, UTC.
+ */
+export function formatMicroTime(ns: bigint): string {
+  const second = ns / 1_000_000_000n;
+  const micros = Number((ns - second * 1_000_000_000n) / 1000n);
+  if (second !== microSecond) {
+    microSecond = second;
+    microPrefix = new Date(Number(second) * 1000).toISOString().slice(0, 19);
+  }
+  return `${microPrefix}.${String(micros).padStart(6, '0')}Z`;
+}

@@ -2,7 +2,11 @@
  * @module Prometheus metrics on a private registry: 1.x's two counters plus what an operator alerts on.
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { Level } from '../audit/policy/types.ts';
 import type { SinkObserver } from '../sink/sink.ts';
+
+/** The policy levels, in the order the decision metric lists them; each starts at 0. */
+const LEVELS: readonly Level[] = ['None', 'Metadata', 'Request', 'RequestResponse'];
 
 /**
  * Request duration buckets, in seconds. The API server's webhook timeout is 10 s by default; most
@@ -86,6 +90,12 @@ export type Metrics = {
   readonly requestDuration: DurationHistogram;
   /** Lines that could not be written. */
   readonly writeFailures: Counter;
+  /** Requests answered allowed although their line could not be written (`--on-write-error=allow`). */
+  readonly unrecordedRequests: Counter;
+  /** Requests answered allowed: false because their line could not be written (`--on-write-error=deny`). */
+  readonly deniedRequests: Counter;
+  /** Counts one policy decision at `level` (a few array operations; the labels are made at scrape time). */
+  countDecision(level: Level): void;
   /** Bytes of audit lines written. */
   readonly bytesWritten: Counter;
   /** Rotations of the audit file. */
@@ -120,6 +130,18 @@ export function createMetrics(): Metrics {
     help: 'Times the audit log file was rotated',
     registers,
   });
+  const decisions = new Float64Array(LEVELS.length);
+  new Counter({
+    name: 'kube_audit_rest_policy_decisions_total',
+    help: 'Valid requests by the audit level the policy gave them (RequestResponse for all without --policy-file); None writes nothing',
+    labelNames: ['level'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [i, level] of LEVELS.entries()) this.inc({ level }, decisions[i] as number);
+    },
+  });
+  const levelIndex = new Map(LEVELS.map((l, i) => [l, i]));
   const reopens = new Counter({
     name: 'kube_audit_rest_log_reopens_total',
     help: 'Times the audit log file was found deleted or moved away and was reopened',
@@ -149,6 +171,20 @@ export function createMetrics(): Metrics {
       buckets: DURATION_BUCKETS,
     }),
     writeFailures,
+    unrecordedRequests: new Counter({
+      name: 'kube_audit_rest_unrecorded_requests_total',
+      help: 'Requests answered allowed although their audit line could not be written (--on-write-error=allow)',
+      registers,
+    }),
+    deniedRequests: new Counter({
+      name: 'kube_audit_rest_denied_requests_total',
+      help: 'Requests answered allowed: false because their audit line could not be written (--on-write-error=deny)',
+      registers,
+    }),
+    countDecision(level) {
+      const i = levelIndex.get(level) as number;
+      decisions[i] = (decisions[i] as number) + 1;
+    },
     bytesWritten,
     rotations,
     reopens,

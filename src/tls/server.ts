@@ -33,8 +33,14 @@ import { loadTlsMaterial, parseTlsMaterial, readTlsFiles } from './material.ts';
 /** The request handler: what Bun.serve's `fetch` receives, with the listener that accepted the request. */
 export type TlsFetch = (req: Request, server: Server<undefined>) => Response | Promise<Response>;
 
+/** A handler Bun's own router calls: the request carries the parameters its path captured. */
+export type TlsRouteHandler = (
+  req: Request & { params: Record<string, string> },
+  server: Server<undefined>,
+) => Response | Promise<Response>;
+
 /** Handlers Bun's own router calls, by path and then by method (e.g. `{ '/log-request': { POST: handle } }`). */
-export type TlsRoutes = Record<string, Record<string, TlsFetch>>;
+export type TlsRoutes = Record<string, Record<string, TlsRouteHandler>>;
 
 /** Options for {@link startTlsServer}; defaults are resolved in `resolveOptions`. */
 export type TlsServerOptions = {
@@ -184,7 +190,9 @@ async function start(o: Resolved): Promise<TlsServer> {
       }
     }
     /** Wraps a handler so that a draining listener's answers ask the client to close. */
-    function drained(handler: TlsFetch): TlsFetch {
+    function drained<R extends Request>(
+      handler: (req: R, server: Server<undefined>) => Response | Promise<Response>,
+    ): (req: R, server: Server<undefined>) => Response | Promise<Response> {
       return function serveTls(req, server) {
         // Outside a swap the answer passes straight through, without another promise per request; a
         // request that started just before the swap goes unmarked, and the client's next one is told.

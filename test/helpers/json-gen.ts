@@ -743,3 +743,31 @@ export function referenceFields(c: Uint8Array): RefFields {
   });
   return found;
 }
+
+/**
+ * The member table a scanner must list for valid compact JSON `c` (see ScanOk.members in
+ * src/review/json-scan.ts), found the slow, obvious way: the root object's members, and the members
+ * of each root member whose value is an object, each as key start and end (quotes included), value
+ * start and end, the root member's number (-1 at the root) and 1 when the key holds an escape.
+ */
+export function referenceMembers(c: Uint8Array): number[] {
+  const out: number[] = [];
+  if (c[0] !== 0x7b) return out;
+  const list = (at: number, parent: number, depth: number): void => {
+    let k = at + 1;
+    if (c[k] === 0x7d) return;
+    while (true) {
+      const keyEnd = skipString(c, k);
+      const escaped = c.subarray(k, keyEnd).includes(0x5c) ? 1 : 0;
+      const start = keyEnd + 1;
+      const end = skipValue(c, start);
+      const self = out.length / 6;
+      out.push(k, keyEnd, start, end, parent, escaped);
+      if (depth === 1 && c[start] === 0x7b) list(start, self, 2);
+      k = end + 1;
+      if (c[end] === 0x7d) return;
+    }
+  };
+  list(0, -1, 1);
+  return out;
+}

@@ -64,7 +64,7 @@ for review in "$here"/data/*.json; do
   answer=$(curl -fsS --cacert "$work/ca.crt" -H 'Content-Type: application/json' \
     --data-binary "@$review" "https://127.0.0.1:$port/log-request")
   case "$answer" in
-    *"\"response\":{\"uid\":\"$uid\",\"allowed\":true}"*) ;;
+    *"\"response\":{\"uid\":\"$uid\",\"allowed\":true,"*) ;;
     *)
       echo "unexpected answer for $(basename "$review"): $answer" >&2
       exit 1

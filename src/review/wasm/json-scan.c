@@ -1,10 +1,12 @@
 /*
  * The fast path of src/review/json-scan.ts, compiled to WebAssembly (see build.sh): validate a compact JSON
- * text and note where the AdmissionReview's few keys are.
+ * text and list the members of its top two object levels (where each key and value is), so that
+ * the TypeScript side can find any AdmissionReview field without a second pass. No key name is
+ * known here: which members matter is decided in src/audit/record.ts alone.
  *
  * It only ever answers "valid, and here is what I found" or "not on the fast path". Every error,
- * every tracked key spelled with escapes, every repeated tracked key and any whitespace between
- * tokens (the API server sends none, so there is nothing to compact) is handed back to the
+ * every listed key spelled with escapes, more members than the table holds and any whitespace
+ * between tokens (the API server sends none, so there is nothing to compact) is handed back to the
  * TypeScript scanner, which decides, compacts and words the message. So this file has one job: to
  * agree with json-scan.ts on every text it accepts (test/json-scan-wasm.test.ts checks both on the
  * same inputs, and the whole scanner suite runs against each).
@@ -22,25 +24,25 @@
 #define FAST_OK 0
 #define FAST_FALLBACK 1
 
-/* Layout of result[]; mirrored in json-scan-wasm.ts. Spans are offsets into the compact text, -1 if absent. */
+/* Layout of result[]; mirrored in json-scan-wasm.ts. Offsets are into the compact text. */
 enum {
   R_COMPACT_LEN,
   R_IS_OBJECT,
-  R_REQUEST_IS_OBJECT,
   R_HIGH_BYTES, /* 1 if some byte >= 0x80 was seen (the caller validates UTF-8) */
-  R_KIND_START,
-  R_KIND_END,
-  R_API_VERSION_START,
-  R_API_VERSION_END,
-  R_TIMESTAMP_START,
-  R_TIMESTAMP_END,
-  R_UID_START,
-  R_UID_END,
   R_VALUE_START, /* where the compact text starts in the input (leading whitespace skipped) */
+  R_MEMBER_COUNT,
   R_COUNT
 };
 
-int32_t result[R_COUNT];
+/*
+ * Members listed: those of the root object, and of each object that is a root member's value. An
+ * AdmissionReview has about 20 (4 at the root, 15 in request); a text with more goes to the
+ * TypeScript scanner, whose table grows. Same layout as MEMBER_INTS in json-scan.ts.
+ */
+#define MAX_MEMBERS 64
+enum { M_KEY_START, M_KEY_END, M_VALUE_START, M_VALUE_END, M_PARENT, M_ESCAPED, M_INTS };
+
+int32_t result[R_COUNT + MAX_MEMBERS * M_INTS];
 static uint8_t stack[MAX_DEPTH + 1];
 
 /* Where the caller copies the input, then a NUL byte and 15 more bytes it has made room for. */
@@ -51,19 +53,10 @@ int32_t *result_buffer(void) { return result; }
 #define IN_OBJECT 1
 #define IN_ARRAY 2
 
-enum { K_OTHER, K_KIND, K_API_VERSION, K_REQUEST, K_TIMESTAMP, K_UID };
-
 static inline int is_ws(uint8_t c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 static inline int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
 static inline int is_hex(uint8_t c) {
   return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-static int equals(const uint8_t *a, const uint8_t *end, const char *word, int len) {
-  if (end - a != len) return 0;
-  for (int k = 0; k < len; k++)
-    if (a[k] != (uint8_t)word[k]) return 0;
-  return 1;
 }
 
 static int saw_high;
@@ -149,8 +142,8 @@ static const uint8_t *scan_literal(const uint8_t *p, const char *word, int len) 
 /*
  * Scans the n bytes at input_buffer(), which the caller has followed with a NUL byte and 15 more
  * readable bytes. Returns FAST_OK with result[] filled in, or FAST_FALLBACK for anything this fast
- * path does not take: an error, whitespace between tokens (the API server sends none), a tracked key
- * written with escapes, a repeated tracked key.
+ * path does not take: an error, whitespace between tokens (the API server sends none), a listed key
+ * written with escapes, more than MAX_MEMBERS listed members.
  *
  * The grammar is walked with one label per position (a value, a key, after a value), so each test
  * is made where it is nearly always true, and the branches stay predictable.
@@ -166,23 +159,17 @@ int32_t scan(int32_t n) {
   const int32_t origin = (int32_t)(value_start - base);
 
   int depth = 0;
-  int seen = 0;
-  int request_depth = 0;
-  int request_is_object = 0;
-  int pending = K_OTHER; /* tracked key whose value comes next */
-  int track_key = K_OTHER; /* tracked key whose value is being scanned */
-  int track_depth = 0;
-  int32_t track_start = -1;
-  int32_t spans[6][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+  int32_t *const members = result + R_COUNT;
+  int count = 0;
+  int pending = 0; /* 1 when the value about to be scanned is a listed member's */
+  int open1 = -1; /* the listed root member whose value is being scanned */
+  int open2 = -1; /* the listed member one level down whose value is being scanned */
   const int is_object = *value_start == '{';
 
 value: {
-  const int key = pending;
-  pending = K_OTHER;
-  if (key != K_OTHER && key != K_REQUEST) {
-    track_key = key;
-    track_depth = depth;
-    track_start = (int32_t)(p - base) - origin;
+  if (pending) {
+    members[(count - 1) * M_INTS + M_VALUE_START] = (int32_t)(p - base) - origin;
+    pending = 0;
   }
   switch (*p) {
     case '"': {
@@ -194,10 +181,6 @@ value: {
     case '{':
       if (depth == MAX_DEPTH) return FAST_FALLBACK;
       stack[++depth] = IN_OBJECT;
-      if (key == K_REQUEST) {
-        request_depth = depth;
-        request_is_object = 1;
-      }
       p++;
       if (*p == '}') {
         p++;
@@ -247,20 +230,19 @@ key: {
   const uint8_t *const name = p + 1;
   const uint8_t *const close = scan_string(name);
   if (!close) return FAST_FALLBACK;
-  if (depth == 1) {
-    if (saw_escape) return FAST_FALLBACK; /* maybe a tracked key in disguise: scanJson decodes it */
-    if (equals(name, close, "kind", 4)) pending = K_KIND;
-    else if (equals(name, close, "apiVersion", 10)) pending = K_API_VERSION;
-    else if (equals(name, close, "request", 7)) pending = K_REQUEST;
-    else if (equals(name, close, "requestReceivedTimestamp", 24)) pending = K_TIMESTAMP;
-  } else if (depth == 2 && request_depth == 2) {
-    if (saw_escape) return FAST_FALLBACK;
-    if (equals(name, close, "uid", 3)) pending = K_UID;
-  }
-  if (pending != K_OTHER) {
-    const int bit = 1 << pending;
-    if (seen & bit) return FAST_FALLBACK; /* a repeat: scanJson refuses it with its message */
-    seen |= bit;
+  /* Keys of the root object, and of objects that are the root's members' values. */
+  if (depth == 1 || (depth == 2 && stack[1] == IN_OBJECT)) {
+    if (saw_escape) return FAST_FALLBACK; /* scanJson decodes escaped keys and flags them */
+    if (count == MAX_MEMBERS) return FAST_FALLBACK;
+    int32_t *const m = members + count * M_INTS;
+    m[M_KEY_START] = (int32_t)(p - base) - origin;
+    m[M_KEY_END] = (int32_t)(close + 1 - base) - origin;
+    m[M_PARENT] = depth == 1 ? -1 : open1;
+    m[M_ESCAPED] = 0;
+    if (depth == 1) open1 = count;
+    else open2 = count;
+    count++;
+    pending = 1;
   }
   p = close + 1;
   if (*p != ':') return FAST_FALLBACK;
@@ -269,15 +251,17 @@ key: {
 }
 
 close_container:
-  if (request_depth == depth) request_depth = 0;
   depth--;
   /* fall through: a container is a value that just ended */
 
 after_value:
-  if (track_key != K_OTHER && depth == track_depth) {
-    spans[track_key][0] = track_start;
-    spans[track_key][1] = (int32_t)(p - base) - origin;
-    track_key = K_OTHER;
+  /* A value directly inside a listed object ended: it is the open member's value. */
+  if (depth == 2 && open2 >= 0) {
+    members[open2 * M_INTS + M_VALUE_END] = (int32_t)(p - base) - origin;
+    open2 = -1;
+  } else if (depth == 1 && open1 >= 0) {
+    members[open1 * M_INTS + M_VALUE_END] = (int32_t)(p - base) - origin;
+    open1 = -1;
   }
   if (depth == 0) goto done;
   if (*p == ',') {
@@ -297,17 +281,9 @@ done: {
   if (p != end) return FAST_FALLBACK;
   result[R_COMPACT_LEN] = (int32_t)(value_end - value_start);
   result[R_IS_OBJECT] = is_object;
-  result[R_REQUEST_IS_OBJECT] = request_is_object;
   result[R_HIGH_BYTES] = saw_high;
-  result[R_KIND_START] = spans[K_KIND][0];
-  result[R_KIND_END] = spans[K_KIND][1];
-  result[R_API_VERSION_START] = spans[K_API_VERSION][0];
-  result[R_API_VERSION_END] = spans[K_API_VERSION][1];
-  result[R_TIMESTAMP_START] = spans[K_TIMESTAMP][0];
-  result[R_TIMESTAMP_END] = spans[K_TIMESTAMP][1];
-  result[R_UID_START] = spans[K_UID][0];
-  result[R_UID_END] = spans[K_UID][1];
   result[R_VALUE_START] = origin;
+  result[R_MEMBER_COUNT] = count;
   return FAST_OK;
 }
 }

@@ -3,11 +3,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Hono } from 'hono';
-import { createApp, createOpsApp, isJsonContentType } from '../src/app.ts';
-import { createFileSink } from '../src/sink/file-sink.ts';
-import { type LineSink, SinkWriteError } from '../src/sink/sink.ts';
-import { createLogger, silentLogger } from '../src/support/log.ts';
-import { createMetrics, type Metrics } from '../src/support/metrics.ts';
+import { createPipeline, type PipelineOptions } from '../../src/audit/pipeline.ts';
+import { isJsonContentType } from '../../src/http/body.ts';
+import { createOpsApp } from '../../src/http/ops.ts';
+import { honoApp, webhookRoutes } from '../../src/http/routes.ts';
+import { createWebhook, type WebhookDeps } from '../../src/http/webhook.ts';
+import { createFileSink } from '../../src/sink/file-sink.ts';
+import { type LineSink, SinkWriteError } from '../../src/sink/sink.ts';
+import { createLogger, type Logger, silentLogger } from '../../src/support/log.ts';
+import { createMetrics, type Metrics } from '../../src/support/metrics.ts';
 
 /** 2023-11-14T22:13:20.12345678Z: a fixed arrival time, so lines are exact. */
 const ARRIVAL_NS = 1_700_000_000_123_456_780n;
@@ -24,15 +28,25 @@ let sink: LineSink;
 let metrics: Metrics;
 let app: Hono;
 
-function makeApp(s: LineSink, extra: { maxRequestBytes?: number; requestTimeoutMs?: number } = {}): Hono {
-  return createApp({
+type Extra = Partial<Pick<WebhookDeps, 'maxRequestBytes' | 'requestTimeoutMs' | 'onWriteError'>> & {
+  log?: Logger;
+  pipeline?: Partial<PipelineOptions>;
+};
+
+/** The webhook app as production builds it: the route table, through the Hono router. */
+function makeApp(s: LineSink, extra: Extra = {}): Hono {
+  const log = extra.log ?? silentLogger;
+  const webhook = createWebhook({
+    pipeline: createPipeline({ clock: () => ARRIVAL_NS, ...extra.pipeline }),
     sink: s,
     metrics,
     clock: () => ARRIVAL_NS,
-    log: silentLogger,
+    log,
     maxRequestBytes: extra.maxRequestBytes ?? 64 * 1024,
     requestTimeoutMs: extra.requestTimeoutMs ?? 5_000,
+    ...(extra.onWriteError === undefined ? {} : { onWriteError: extra.onWriteError }),
   });
+  return honoApp(webhookRoutes(webhook), webhook, log);
 }
 
 function post(body: Body | null, headers: Record<string, string> = { 'content-type': 'application/json' }) {
@@ -68,7 +82,7 @@ describe('POST /log-request', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/json');
     expect(await res.text()).toBe(
-      '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}',
+      '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true,"auditAnnotations":{"request-uid":"705ab4f5-6393-11e8-b7cc-42010a800002"}}}',
     );
     expect(logText()).toBe(`${V1_BODY.slice(0, -1)},"requestReceivedTimestamp":"${STAMP}"}\n`);
   });
@@ -77,7 +91,7 @@ describe('POST /log-request', () => {
     const body = '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"b1"}}';
     const res = await post(body);
     expect(await res.text()).toBe(
-      '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","response":{"uid":"b1","allowed":true}}',
+      '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","response":{"uid":"b1","allowed":true,"auditAnnotations":{"request-uid":"b1"}}}',
     );
     expect(logText()).toBe(
       `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"b1"},"requestReceivedTimestamp":"${STAMP}"}\n`,
@@ -89,7 +103,7 @@ describe('POST /log-request', () => {
     const body = `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":${uidToken}}}`;
     const text = await (await post(body)).text();
     expect(text).toBe(
-      `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":${uidToken},"allowed":true}}`,
+      `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","response":{"uid":${uidToken},"allowed":true,"auditAnnotations":{"request-uid":${uidToken}}}}`,
     );
     expect((JSON.parse(text) as { response: { uid: string } }).response.uid).toBe(
       JSON.parse(uidToken) as string,
@@ -281,23 +295,47 @@ describe('write failures', () => {
       close: async () => {},
     };
     const logged: string[] = [];
-    app = createApp({
-      sink: failing,
-      metrics,
-      clock: () => ARRIVAL_NS,
-      log: createLogger({ write: (t) => logged.push(t) }),
-      maxRequestBytes: 64 * 1024,
-      requestTimeoutMs: 5_000,
-    });
+    app = makeApp(failing, { log: createLogger({ write: (t) => logged.push(t) }) });
     const res = await post(V1_BODY);
     expect(res.status).toBe(200);
     expect(((await res.json()) as { response: { allowed: boolean } }).response.allowed).toBe(true);
     expect(await metricValue('kube_audit_rest_valid_requests_processed_total')).toBe(0);
+    expect(await metricValue('kube_audit_rest_unrecorded_requests_total')).toBe(1);
+    expect(await metricValue('kube_audit_rest_denied_requests_total')).toBe(0);
     expect(logged).toHaveLength(1);
     const entry = JSON.parse(logged[0] as string) as { level: string; error: { message: string } };
     expect(entry.level).toBe('error');
     expect(entry.error.message).toBe('disk full');
     expect(logged[0]).not.toContain('ConfigMap');
+  });
+});
+
+describe('--on-write-error=deny', () => {
+  it('answers allowed: false with the reason when the line could not be written, and counts it', async () => {
+    const failing: LineSink = {
+      write: () => Promise.reject(new SinkWriteError('disk full')),
+      ready: () => false,
+      flushSync: () => {},
+      close: async () => {},
+    };
+    app = makeApp(failing, { onWriteError: 'deny' });
+    const res = await post(V1_BODY);
+    expect(res.status).toBe(200);
+    const answer = (await res.json()) as {
+      response: { allowed: boolean; status: { code: number; message: string } };
+    };
+    expect(answer.response.allowed).toBe(false);
+    expect(answer.response.status.code).toBe(500);
+    expect(answer.response.status.message).toContain('could not write the audit record');
+    expect(await metricValue('kube_audit_rest_denied_requests_total')).toBe(1);
+    expect(await metricValue('kube_audit_rest_unrecorded_requests_total')).toBe(0);
+  });
+
+  it('answers allowed when the line was written', async () => {
+    app = makeApp(sink, { onWriteError: 'deny' });
+    const answer = (await (await post(V1_BODY)).json()) as { response: { allowed: boolean } };
+    expect(answer.response.allowed).toBe(true);
+    expect(logText().split('\n')).toHaveLength(2);
   });
 });
 
@@ -345,19 +383,13 @@ describe('operations app', () => {
 describe('debug logging', () => {
   it('logs uid, operation, kind, namespace, name and user at debug, and never the object', async () => {
     const logged: string[] = [];
-    app = createApp({
-      sink,
-      metrics,
-      clock: () => ARRIVAL_NS,
-      log: createLogger({ verbose: true, write: (t) => logged.push(t) }),
-      maxRequestBytes: 64 * 1024,
-      requestTimeoutMs: 5_000,
-    });
+    app = makeApp(sink, { log: createLogger({ verbose: true, write: (t) => logged.push(t) }) });
     expect((await post(V1_BODY)).status).toBe(200);
     expect(logged).toHaveLength(1);
     const entry = logged[0] as string;
     for (const part of [
-      'request logged',
+      'request handled',
+      'level="RequestResponse"',
       'uid="705ab4f5-6393-11e8-b7cc-42010a800002"',
       'operation="CREATE"',
       'kind="ConfigMap"',
@@ -372,14 +404,7 @@ describe('debug logging', () => {
 
   it('logs nothing per request at the default level', async () => {
     const logged: string[] = [];
-    app = createApp({
-      sink,
-      metrics,
-      clock: () => ARRIVAL_NS,
-      log: createLogger({ write: (t) => logged.push(t) }),
-      maxRequestBytes: 64 * 1024,
-      requestTimeoutMs: 5_000,
-    });
+    app = makeApp(sink, { log: createLogger({ write: (t) => logged.push(t) }) });
     await post(V1_BODY);
     await post('not json');
     expect(logged).toEqual([]);

@@ -1,22 +1,37 @@
 import { describe, expect, it } from 'bun:test';
-import { buildLine, lineBytes } from '../src/line.ts';
-import { parseReview, type Review } from '../src/review/parse.ts';
-import { forEachSeed, type Rng, referenceFields, reviewCase, show } from './helpers/json-gen.ts';
+import { EditList } from '../../../src/audit/edits.ts';
+import { encodeAdmissionReview, lineBytes } from '../../../src/audit/encode/admission-review.ts';
+import type { AdmissionRecord } from '../../../src/audit/record.ts';
+import { dropBodies } from '../../../src/audit/transforms/level.ts';
+import { parseReview } from '../../../src/review/parse.ts';
+import { forEachSeed, type Rng, referenceFields, reviewCase, show } from '../../helpers/json-gen.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const TS = '2024-05-06T07:08:09.123456789Z';
 
-function review(text: string): Review {
+function review(text: string): AdmissionRecord {
   const result = parseReview(encoder.encode(text));
   if (!result.ok)
     throw new Error(`expected a review for ${show(text)}, got ${result.reason}: ${result.message}`);
-  return result;
+  return result.record;
 }
 
 /** The line for `text` stamped with `ts`, as a string. */
-function line(text: string, ts = TS): string {
-  return decoder.decode(lineBytes(buildLine(review(text), ts)));
+function line(
+  text: string,
+  ts = TS,
+  cluster?: string,
+  edits?: (r: AdmissionRecord, e: EditList) => void,
+): string {
+  const r = review(text);
+  let list: EditList | undefined;
+  if (edits !== undefined) {
+    list = new EditList();
+    edits(r, list);
+  }
+  const clusterToken = cluster === undefined ? undefined : encoder.encode(JSON.stringify(cluster));
+  return decoder.decode(lineBytes(encodeAdmissionReview(r, list, { timestamp: ts, clusterToken })));
 }
 
 /** An RFC 3339 UTC timestamp with 0 to 9 fraction digits, as formatRfc3339Nano may produce. */
@@ -30,7 +45,7 @@ function timestamp(rng: Rng): string {
   return `${date}T${time}${digits ? `.${fraction}` : ''}Z`;
 }
 
-describe('buildLine', () => {
+describe('encodeAdmissionReview', () => {
   it('appends requestReceivedTimestamp as the last key and a newline when the body has none', () => {
     expect(
       line(
@@ -118,7 +133,7 @@ describe('buildLine', () => {
       const c = reviewCase(rng);
       const r = review(c.text);
       const ts = timestamp(rng);
-      const out = lineBytes(buildLine(r, ts));
+      const out = lineBytes(encodeAdmissionReview(r, undefined, { timestamp: ts, clusterToken: undefined }));
       const text = decoder.decode(out);
 
       // One line: a single newline, at the end.
@@ -128,7 +143,7 @@ describe('buildLine', () => {
       // The value: requestReceivedTimestamp is ts; with the old value restored (or the key removed)
       // the rest is the body, key order included.
       const stamped = JSON.parse(text) as Record<string, unknown>;
-      const body = JSON.parse(decoder.decode(r.compact)) as Record<string, unknown>;
+      const body = JSON.parse(decoder.decode(r.bytes)) as Record<string, unknown>;
       expect(stamped.requestReceivedTimestamp).toBe(ts);
       if (c.timestamp === undefined) {
         expect(Object.keys(stamped)).toEqual([...Object.keys(body), 'requestReceivedTimestamp']);
@@ -151,8 +166,32 @@ describe('buildLine', () => {
         c.timestamp === undefined
           ? `${before.slice(0, -',"requestReceivedTimestamp":'.length)}${after}`
           : `${before}${c.timestamp}${after}`;
-      expect(restored).toBe(decoder.decode(r.compact));
+      expect(restored).toBe(decoder.decode(r.bytes));
       if (c.timestamp === undefined) expect(after).toBe('}');
     });
+  });
+
+  it('adds clusterName just before the timestamp, or replaces the value of one the body has', () => {
+    const body = '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u"}}';
+    expect(line(body, TS, 'prod "eu"')).toBe(
+      `${body.slice(0, -1)},"clusterName":"prod \\"eu\\"","requestReceivedTimestamp":"${TS}"}\n`,
+    );
+    const withOld = `{"clusterName":7,"requestReceivedTimestamp":"x",${body.slice(1)}`;
+    expect(line(withOld, TS, 'c')).toBe(
+      `{"clusterName":"c","requestReceivedTimestamp":"${TS}",${body.slice(1)}\n`,
+    );
+  });
+
+  it('applies the edits with the timestamp: level Metadata removes object and oldObject whole', () => {
+    const body =
+      '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","object":{"a":1},"oldObject":{"b":2},"dryRun":false}}';
+    expect(line(body, TS, undefined, dropBodies)).toBe(
+      `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","dryRun":false},"requestReceivedTimestamp":"${TS}"}\n`,
+    );
+    const last =
+      '{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","object":null,"oldObject":{"b":2}}}';
+    expect(line(last, TS, undefined, dropBodies)).toBe(
+      `{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u"},"requestReceivedTimestamp":"${TS}"}\n`,
+    );
   });
 });

@@ -6,8 +6,8 @@ import {
   MEGABYTE,
   type ParseResult,
   parseArgs,
-  parseDuration,
-} from '../src/config.ts';
+  SERVE_FLAGS,
+} from '../../src/config/serve.ts';
 
 function config(result: ParseResult): Config {
   if (result.kind !== 'config') throw new Error(`expected a config, got ${JSON.stringify(result)}`);
@@ -36,6 +36,12 @@ describe('parseArgs', () => {
       shutdownTimeoutMs: 15000,
       tlsReloadIntervalMs: 10000,
       verbose: false,
+      policyFile: undefined,
+      outputFormat: 'admissionreview',
+      clusterName: undefined,
+      redactionKeyFile: undefined,
+      disableSecretRedaction: false,
+      syntheticResponseStatus: false,
     });
   });
 
@@ -53,6 +59,10 @@ describe('parseArgs', () => {
       ['request-timeout', '500ms', 'requestTimeoutMs', 500],
       ['shutdown-timeout', '2s', 'shutdownTimeoutMs', 2000],
       ['tls-reload-interval', '1m', 'tlsReloadIntervalMs', 60000],
+      ['policy-file', '/p.yaml', 'policyFile', '/p.yaml'],
+      ['output-format', 'audit-event', 'outputFormat', 'audit-event'],
+      ['cluster-name', 'prod-eu', 'clusterName', 'prod-eu'],
+      ['redaction-key-file', '/k', 'redactionKeyFile', '/k'],
     ];
     for (const [flag, value, key, expected] of pairs) {
       expect(config(parseArgs([`--${flag}=${value}`]))[key] as unknown).toEqual(expected);
@@ -98,13 +108,42 @@ describe('parseArgs', () => {
     );
     expect(error(parseArgs(['--logger-filename=']))).toBe('--logger-filename needs a value');
     expect(error(parseArgs(['--request-timeout=8']))).toBe(
-      '--request-timeout must be a positive duration such as 500ms, 8s or 1m, got "8"',
+      '--request-timeout must be a positive duration such as 500ms, 8s, 1m30s or 1h, got "8"',
+    );
+    expect(error(parseArgs(['--shutdown-timeout=0s']))).toBe(
+      '--shutdown-timeout must be a positive duration such as 500ms, 8s, 1m30s or 1h, got "0s"',
+    );
+    expect(error(parseArgs(['--output-format=json']))).toBe(
+      '--output-format must be one of admissionreview, audit-event, got "json"',
     );
     expect(error(parseArgs(['--audit-to-std-log=maybe']))).toBe(
       '--audit-to-std-log takes no value (or true/false), got "maybe"',
     );
     expect(error(parseArgs(['--logger-max-backups', '-1']))).toBe(
       '--logger-max-backups must be a whole number, got "-1"',
+    );
+  });
+
+  it('takes Go durations with hours and mixed units', () => {
+    expect(config(parseArgs(['--tls-reload-interval=1h'])).tlsReloadIntervalMs).toBe(3_600_000);
+    expect(config(parseArgs(['--request-timeout=1m30s'])).requestTimeoutMs).toBe(90_000);
+  });
+
+  it('refuses a duration longer than a timer can wait, instead of firing at once', () => {
+    // 2^31 ms is one more than setTimeout takes; 596h31m23s647ms is exactly 2^31 - 1.
+    expect(config(parseArgs(['--shutdown-timeout=596h31m23s647ms'])).shutdownTimeoutMs).toBe(2 ** 31 - 1);
+    expect(error(parseArgs(['--shutdown-timeout=596h31m23s648ms']))).toBe(
+      '--shutdown-timeout must be at most 596h31m23s647ms, got "596h31m23s648ms"',
+    );
+    expect(error(parseArgs(['--tls-reload-interval=10000h']))).toContain('must be at most');
+  });
+
+  it('refuses flag combinations that cannot work', () => {
+    expect(error(parseArgs(['--synthetic-response-status']))).toBe(
+      '--synthetic-response-status needs --output-format=audit-event',
+    );
+    expect(error(parseArgs(['--disable-secret-redaction', '--redaction-key-file=/k']))).toBe(
+      '--redaction-key-file has no use with --disable-secret-redaction',
     );
   });
 
@@ -120,40 +159,13 @@ describe('parseArgs', () => {
   });
 });
 
-describe('parseDuration', () => {
-  it('reads ms, s and m, and refuses anything else', () => {
-    expect(parseDuration('250ms')).toBe(250);
-    expect(parseDuration('1.5s')).toBe(1500);
-    expect(parseDuration('2m')).toBe(120000);
-    expect(parseDuration('2h')).toBeUndefined();
-    expect(parseDuration('s')).toBeUndefined();
-  });
-});
-
 describe('HELP', () => {
   it('matches the golden file test/golden/help.txt', async () => {
-    expect(HELP).toBe(await Bun.file(new URL('golden/help.txt', import.meta.url)).text());
+    expect(HELP).toBe(await Bun.file(new URL('../golden/help.txt', import.meta.url)).text());
   });
 
   it('documents every flag the parser knows', () => {
-    for (const flag of [
-      'logger-filename',
-      'audit-to-std-log',
-      'logger-max-size',
-      'logger-max-backups',
-      'cert-filename',
-      'cert-key-filename',
-      'server-port',
-      'metrics-port',
-      'bind-address',
-      'max-request-bytes',
-      'request-timeout',
-      'shutdown-timeout',
-      'tls-reload-interval',
-      'verbosity',
-      'help',
-    ]) {
-      expect(HELP).toContain(`--${flag}`);
-    }
+    for (const flag of Object.values(SERVE_FLAGS)) expect(HELP).toContain(`--${flag.name}`);
+    expect(HELP).toContain('-h, --help');
   });
 });

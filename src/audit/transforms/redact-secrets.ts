@@ -1,0 +1,160 @@
+/**
+ * @module Secret redaction: every value of a Secret's `data` and `stringData`, and its
+ * `kubectl.kubernetes.io/last-applied-configuration` annotation, replaced by a keyed hash.
+ *
+ * The marker is `"redacted:hmac-sha256:<base64url>"`, an HMAC-SHA256 of the value under a key the
+ * operator provides (or one made at start). Equal values give equal markers, so a change of value
+ * stays visible and a rotation can be told from a no-op, while the value does not reach the disk.
+ * A plain hash would not do: a short password is found again by hashing guesses.
+ *
+ * `data` values are hashed as the bytes they encode (base64-decoded) and `stringData` values as
+ * their UTF-8 bytes, so the same secret written either way (the API server moves stringData into
+ * data) gives the same marker. Keys are kept. Applies to the object and the old object, on every
+ * operation and version; anything else in the review (a ConfigMap, a Pod's env, exec arguments, a
+ * custom resource) is not a Secret and is written as it came (see the README).
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { eachMember, findMember } from '../../review/navigate.ts';
+import type { EditList } from '../edits.ts';
+import type { AdmissionRecord } from '../record.ts';
+
+/** What the marker starts with; the rest is the base64url HMAC. */
+export const REDACTED_PREFIX = 'redacted:hmac-sha256:';
+
+/** Length of a key made at start: as long as the hash, the most HMAC-SHA256 makes use of. */
+const RANDOM_KEY_BYTES = 32;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const SECRET_TOKEN = encoder.encode('"Secret"');
+const SECRETS_TOKEN = encoder.encode('"secrets"');
+const DATA = encoder.encode('"data"');
+const STRING_DATA = encoder.encode('"stringData"');
+const METADATA = encoder.encode('"metadata"');
+const ANNOTATIONS = encoder.encode('"annotations"');
+const LAST_APPLIED = encoder.encode('"kubectl.kubernetes.io/last-applied-configuration"');
+const QUOTE = 0x22;
+const LBRACE = 0x7b;
+const BACKSLASH = 0x5c;
+
+/** Options for {@link createSecretRedactor}. */
+export type RedactorOptions = {
+  /** HMAC key. Default: 32 random bytes made now, so markers compare equal within this process only. */
+  key?: Uint8Array;
+};
+
+/** Adds the edits that redact a Secret in the record; does nothing for anything else. */
+export type Redactor = (record: AdmissionRecord, edits: EditList) => void;
+
+/** Whether the bytes `[start, end)` contain `token`. */
+function contains(bytes: Uint8Array, start: number, end: number, token: Uint8Array): boolean {
+  if (start < 0) return false;
+  const first = token[0] as number;
+  for (
+    let i = bytes.indexOf(first, start);
+    i >= 0 && i + token.length <= end;
+    i = bytes.indexOf(first, i + 1)
+  ) {
+    let k = 1;
+    while (k < token.length && bytes[i + k] === token[k]) k++;
+    if (k === token.length) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether the review is about a core Secret. Costs two short byte searches for anything else, so
+ * redaction, on by default, adds nearly nothing to requests that hold no Secret.
+ */
+export function isSecret(record: AdmissionRecord): boolean {
+  const bytes = record.bytes;
+  const kindHint = contains(bytes, record.start('kind'), record.end('kind'), SECRET_TOKEN);
+  const resourceHint =
+    contains(bytes, record.start('resource'), record.end('resource'), SECRETS_TOKEN) ||
+    contains(bytes, record.start('requestResource'), record.end('requestResource'), SECRETS_TOKEN);
+  if (!kindHint && !resourceHint) return false;
+  const kind = record.kind;
+  if (kind?.kind === 'Secret' && (kind.group ?? '') === '') return true;
+  for (const r of [record.resource, record.requestResource]) {
+    if (r?.resource === 'secrets' && (r.group ?? '') === '') return true;
+  }
+  return false;
+}
+
+/** Decodes a JSON string token; undefined when the token is not a string. */
+function stringToken(bytes: Uint8Array, start: number, end: number): string | undefined {
+  if (bytes[start] !== QUOTE) return undefined;
+  const token = bytes.subarray(start, end);
+  return token.includes(BACKSLASH)
+    ? (JSON.parse(decoder.decode(token)) as string)
+    : decoder.decode(token.subarray(1, -1));
+}
+
+/** Creates a redactor with its key; see the module comment for what it changes. */
+export function createSecretRedactor(options: RedactorOptions = {}): Redactor {
+  const key = options.key ?? randomBytes(RANDOM_KEY_BYTES);
+
+  function marker(value: Uint8Array | string): Uint8Array {
+    const mac = createHmac('sha256', key).update(value).digest('base64url');
+    return encoder.encode(`"${REDACTED_PREFIX}${mac}"`);
+  }
+
+  /** The marker for a value token: strings by their content, anything else by its JSON text. */
+  function markValue(bytes: Uint8Array, start: number, end: number, base64: boolean): Uint8Array {
+    const text = stringToken(bytes, start, end);
+    if (text === undefined) return marker(bytes.subarray(start, end));
+    if (base64) {
+      const decoded = Buffer.from(text, 'base64');
+      // Buffer skips what is not base64; hash the text itself unless it round-trips.
+      if (decoded.toString('base64') === text) return marker(decoded);
+    }
+    return marker(text);
+  }
+
+  /** Redacts every value of the map at `[start, end)`, or the whole value when it is not an object. */
+  function redactMap(bytes: Uint8Array, start: number, end: number, base64: boolean, edits: EditList): void {
+    if (bytes[start] !== LBRACE) {
+      if (bytes[start] !== 0x6e /* null */) edits.replace(start, end, markValue(bytes, start, end, base64));
+      return;
+    }
+    eachMember(bytes, start, end, (m) => {
+      edits.replace(m.valueStart, m.valueEnd, markValue(bytes, m.valueStart, m.valueEnd, base64));
+      return false;
+    });
+  }
+
+  function redactObject(bytes: Uint8Array, start: number, end: number, edits: EditList): void {
+    // Every data and stringData member, should the object repeat one.
+    eachMember(bytes, start, end, (m) => {
+      const isData = equalsToken(bytes, m.keyStart, m.keyEnd, DATA);
+      if (isData || equalsToken(bytes, m.keyStart, m.keyEnd, STRING_DATA)) {
+        redactMap(bytes, m.valueStart, m.valueEnd, isData, edits);
+      } else if (equalsToken(bytes, m.keyStart, m.keyEnd, METADATA)) {
+        const annotations = findMember(bytes, m.valueStart, m.valueEnd, ANNOTATIONS);
+        if (annotations === undefined) return false;
+        const applied = findMember(bytes, annotations.valueStart, annotations.valueEnd, LAST_APPLIED);
+        if (applied !== undefined) {
+          edits.replace(
+            applied.valueStart,
+            applied.valueEnd,
+            markValue(bytes, applied.valueStart, applied.valueEnd, false),
+          );
+        }
+      }
+      return false;
+    });
+  }
+
+  return function redactSecrets(record, edits) {
+    if (!isSecret(record)) return;
+    for (const field of ['object', 'oldObject'] as const) {
+      if (record.isObject(field)) redactObject(record.bytes, record.start(field), record.end(field), edits);
+    }
+  };
+}
+
+function equalsToken(bytes: Uint8Array, start: number, end: number, token: Uint8Array): boolean {
+  if (end - start !== token.length) return false;
+  for (let k = 0; k < token.length; k++) if (bytes[start + k] !== token[k]) return false;
+  return true;
+}

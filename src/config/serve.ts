@@ -1,0 +1,261 @@
+/**
+ * @module The server's flags: the 1.x set plus ours, in one table, parsed and validated once into a
+ * readonly {@link Config}.
+ *
+ * Nothing below `main` reads argv or the environment; everything it needs is in the Config.
+ */
+import {
+  booleanFlag,
+  choiceFlag,
+  durationFlag,
+  FlagError,
+  integerFlag,
+  parseFlags,
+  renderHelp,
+  textFlag,
+  type ValuesOf,
+} from './flags.ts';
+
+/** Bytes in the "megabyte" of `--logger-max-size`: 1.x's rotation library counts MB as 1,048,576 bytes. */
+export const MEGABYTE = 1024 * 1024;
+
+/**
+ * Default cap on a request body.
+ *
+ * The API server sends an object and, on update and delete, its old version. etcd refuses a write
+ * over 1.5 MiB (`--max-request-bytes`, 1,572,864 by default), so each stored object is at most that.
+ * The review carries them as JSON, where byte fields stored raw in etcd (Secret data, ConfigMap
+ * binaryData) grow by 4/3 in base64: 2 × 1.5 MiB × 4/3 = 4 MiB. The rest of the review (uid, kinds,
+ * userInfo with its groups and extra, options) is small; 1 MiB of headroom covers it generously.
+ * A busy cluster with a raised etcd limit can raise this with `--max-request-bytes`.
+ */
+export const DEFAULT_MAX_REQUEST_BYTES = 2 * 1.5 * MEGABYTE * (4 / 3) + 1 * MEGABYTE;
+
+/**
+ * Default deadline for one request, from arrival to answer. The API server waits `timeoutSeconds`
+ * (10 s by default, 30 s at most) for a webhook; answering before it gives up lets it log our reason.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 8_000;
+
+/**
+ * Default time allowed to finish in-flight requests and flush after SIGTERM. Kubernetes sends
+ * SIGKILL 30 s after SIGTERM by default; 15 s leaves room for the preStop delay and the kubelet.
+ */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 15_000;
+
+/** Default interval of the certificate files check that backs up file-change notifications. */
+export const DEFAULT_TLS_RELOAD_INTERVAL_MS = 10_000;
+
+/** The audit line formats `--output-format` offers. */
+export const OUTPUT_FORMATS = ['admissionreview', 'audit-event'] as const;
+
+/** One of {@link OUTPUT_FORMATS}. */
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+const AUDIT_LOG = 'Audit log';
+const AUDIT_CONTENT = 'What is recorded';
+const SERVER = 'Webhook server';
+const LOGGING = 'Logging';
+
+/** The flags that shape each record; shared by the server and `convert`. */
+export const RECORD_FLAGS = {
+  policyFile: textFlag({
+    name: 'policy-file',
+    placeholder: 'PATH',
+    section: AUDIT_CONTENT,
+    help:
+      'audit.k8s.io/v1 Policy (YAML or JSON) choosing the level of each request: None writes nothing, ' +
+      'Metadata drops object and oldObject, Request and RequestResponse keep them. Without it every ' +
+      'request is recorded whole',
+  }),
+  outputFormat: choiceFlag({
+    name: 'output-format',
+    values: OUTPUT_FORMATS,
+    default: 'admissionreview',
+    section: AUDIT_CONTENT,
+    help: 'admissionreview: the review as received (the 1.x line); audit-event: one audit.k8s.io/v1 Event per line',
+  }),
+  clusterName: textFlag({
+    name: 'cluster-name',
+    placeholder: 'NAME',
+    section: AUDIT_CONTENT,
+    help: 'Name stamped on every line: a top-level clusterName (admissionreview) or the cluster_name annotation (audit-event)',
+  }),
+  redactionKeyFile: textFlag({
+    name: 'redaction-key-file',
+    placeholder: 'PATH',
+    section: AUDIT_CONTENT,
+    help:
+      'Key for the HMAC-SHA256 that stands in for each redacted Secret value, so equal values match ' +
+      'across restarts and replicas (default: a random key per process)',
+  }),
+  disableSecretRedaction: booleanFlag({
+    name: 'disable-secret-redaction',
+    section: AUDIT_CONTENT,
+    help: "Write Secrets' data and stringData values as received instead of redacting them",
+  }),
+  syntheticResponseStatus: booleanFlag({
+    name: 'synthetic-response-status',
+    section: AUDIT_CONTENT,
+    help:
+      'audit-event only: add responseStatus {code: 200} (201 for create), for consumers whose rules need ' +
+      'one; the request may still fail after admission',
+  }),
+} as const;
+
+/** The server's flags, keyed by the option each fills, in the order help lists them. */
+export const SERVE_FLAGS = {
+  loggerFilename: textFlag({
+    name: 'logger-filename',
+    placeholder: 'PATH',
+    default: '/tmp/kube-audit-rest.log',
+    section: AUDIT_LOG,
+    help: 'File the audit lines go to',
+  }),
+  auditToStdLog: booleanFlag({
+    name: 'audit-to-std-log',
+    section: AUDIT_LOG,
+    help: 'Write audit lines to stdout instead of the file; application logs stay on stderr',
+  }),
+  loggerMaxSizeBytes: integerFlag({
+    name: 'logger-max-size',
+    placeholder: 'MB',
+    default: 500,
+    min: 1,
+    max: 1024 * 1024,
+    scale: MEGABYTE,
+    section: AUDIT_LOG,
+    help: 'Rotate the file when it would pass this size, in MB of 1,048,576 bytes',
+  }),
+  loggerMaxBackups: integerFlag({
+    name: 'logger-max-backups',
+    placeholder: 'N',
+    default: 1,
+    min: 0,
+    max: 100_000,
+    section: AUDIT_LOG,
+    help: 'Rotated files to keep; 0 keeps them all',
+  }),
+  ...RECORD_FLAGS,
+  certFilename: textFlag({
+    name: 'cert-filename',
+    placeholder: 'PATH',
+    default: '/etc/tls/tls.crt',
+    section: SERVER,
+    help: 'TLS certificate chain, PEM; reloaded when it changes',
+  }),
+  certKeyFilename: textFlag({
+    name: 'cert-key-filename',
+    placeholder: 'PATH',
+    default: '/etc/tls/tls.key',
+    section: SERVER,
+    help: 'TLS private key, PEM',
+  }),
+  serverPort: integerFlag({
+    name: 'server-port',
+    placeholder: 'PORT',
+    default: 9090,
+    min: 0,
+    max: 65535,
+    section: SERVER,
+    help: 'HTTPS port of POST /log-request',
+  }),
+  metricsPort: integerFlag({
+    name: 'metrics-port',
+    placeholder: 'PORT',
+    default: 55555,
+    min: 0,
+    max: 65535,
+    section: SERVER,
+    help: 'HTTP port of /metrics, /healthz and /readyz',
+  }),
+  bindAddress: textFlag({
+    name: 'bind-address',
+    placeholder: 'ADDR',
+    default: '0.0.0.0',
+    section: SERVER,
+    help: 'Address both ports listen on',
+  }),
+  maxRequestBytes: integerFlag({
+    name: 'max-request-bytes',
+    placeholder: 'BYTES',
+    default: DEFAULT_MAX_REQUEST_BYTES,
+    min: 1024,
+    max: 1024 * MEGABYTE,
+    section: SERVER,
+    help: 'Largest request body accepted; larger ones get 413',
+  }),
+  requestTimeoutMs: durationFlag({
+    name: 'request-timeout',
+    default: DEFAULT_REQUEST_TIMEOUT_MS,
+    section: SERVER,
+    help: 'Deadline for receiving a request body, e.g. 8s',
+  }),
+  shutdownTimeoutMs: durationFlag({
+    name: 'shutdown-timeout',
+    default: DEFAULT_SHUTDOWN_TIMEOUT_MS,
+    section: SERVER,
+    help: 'Time to finish in-flight requests after SIGTERM',
+  }),
+  tlsReloadIntervalMs: durationFlag({
+    name: 'tls-reload-interval',
+    default: DEFAULT_TLS_RELOAD_INTERVAL_MS,
+    section: SERVER,
+    help: 'How often the certificate files are checked for changes, besides change notifications',
+  }),
+  verbose: booleanFlag({
+    name: 'verbosity',
+    short: 'v',
+    section: LOGGING,
+    help: 'Readable debug logs instead of JSON at info level',
+  }),
+} as const;
+
+/** Everything the server needs to start, resolved from flags with every default applied. */
+export type Config = ValuesOf<typeof SERVE_FLAGS>;
+
+/** The outcome of parsing argv: a config, a request for help, or an error naming the flag. */
+export type ParseResult =
+  | { kind: 'config'; config: Config }
+  | { kind: 'help' }
+  | { kind: 'error'; message: string };
+
+/** The `--help` text; kept as a golden file in test/golden/help.txt. */
+export const HELP = renderHelp({
+  usage: ['kube-audit-rest [OPTIONS]'],
+  about:
+    'Writes every AdmissionReview the Kubernetes API server sends to POST /log-request as one JSON ' +
+    'line, then answers "allowed". Flags take --flag=value or --flag value. Durations are Go ' +
+    'durations: 500ms, 8s, 1m30s, 1h.',
+  table: SERVE_FLAGS,
+});
+
+/** Checks what no single flag can: combinations. Throws FlagError naming the flags. */
+function checkCombinations(config: Config): void {
+  if (config.serverPort !== 0 && config.serverPort === config.metricsPort) {
+    throw new FlagError(`--server-port and --metrics-port must differ (both ${config.serverPort})`);
+  }
+  if (config.syntheticResponseStatus && config.outputFormat !== 'audit-event') {
+    throw new FlagError('--synthetic-response-status needs --output-format=audit-event');
+  }
+  if (config.disableSecretRedaction && config.redactionKeyFile !== undefined) {
+    throw new FlagError('--redaction-key-file has no use with --disable-secret-redaction');
+  }
+}
+
+/**
+ * Parses the server's argv (without the runtime and script) into a {@link Config}. Unknown flags,
+ * missing values, positional arguments, out-of-range numbers and impossible combinations give an
+ * error that names the flag.
+ */
+export function parseArgs(argv: readonly string[]): ParseResult {
+  const parsed = parseFlags(SERVE_FLAGS, argv);
+  if (parsed.kind !== 'values') return parsed;
+  try {
+    checkCombinations(parsed.values);
+  } catch (err) {
+    if (err instanceof FlagError) return { kind: 'error', message: err.message };
+    throw err;
+  }
+  return { kind: 'config', config: Object.freeze({ ...parsed.values }) };
+}

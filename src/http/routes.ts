@@ -1,0 +1,85 @@
+/**
+ * @module The webhook port's one route table, and the two routers built from it: Bun's own
+ * (`Bun.serve({ routes })`, which production uses for speed) and a Hono app (the fallback for
+ * everything the table does not match, and what in-process tests call through `app.request()`).
+ *
+ * Both routers call the same handler functions from the same table, guards included, so a test
+ * through the Hono app runs exactly the code production runs for that path.
+ */
+import { Hono } from 'hono';
+import type { Logger } from '../support/log.ts';
+import { errorResponse } from './refusals.ts';
+import type { Webhook } from './webhook.ts';
+
+/** A route's handler: the request and the parameters its path captured. */
+export type RouteHandler = (
+  req: Request,
+  params: Readonly<Record<string, string>>,
+) => Promise<Response> | Response;
+
+/** One entry of the table: a method, a path in Bun's pattern syntax (`/log-request/:token`), a handler. */
+export type Route = { readonly method: 'POST'; readonly path: string; readonly handler: RouteHandler };
+
+/** The table for the webhook's one path; a guard (caller authentication) wraps its handler. */
+export function webhookRoutes(webhook: Webhook): readonly Route[] {
+  return [
+    {
+      method: 'POST',
+      path: '/log-request',
+      handler: function logRequest(req) {
+        return webhook.logRequest(req);
+      },
+    },
+  ];
+}
+
+/** What Bun.serve's `routes` option takes for the table: by path, then by method. */
+export type BunRoutes = Record<
+  string,
+  Record<string, (req: Request & { params: Record<string, string> }) => Promise<Response> | Response>
+>;
+
+/** Builds Bun.serve's `routes` from the table. Other methods on a listed path fall through to `fetch`. */
+export function bunRoutes(table: readonly Route[]): BunRoutes {
+  const out: BunRoutes = {};
+  for (const route of table) {
+    const byMethod = out[route.path] ?? {};
+    const handler = route.handler;
+    byMethod[route.method] = (req) => handler(req, req.params);
+    out[route.path] = byMethod;
+  }
+  return out;
+}
+
+/**
+ * Builds the Hono app from the table: the table's routes, 405 with `Allow` for other methods on
+ * their paths, 404 elsewhere, and a logged 500 for anything a handler throws.
+ */
+export function honoApp(table: readonly Route[], webhook: Webhook, log: Logger): Hono {
+  const app = new Hono();
+  for (const route of table) {
+    const handler = route.handler;
+    app.on(route.method, route.path, function routed(c) {
+      return handler(c.req.raw, c.req.param() as Record<string, string>);
+    });
+  }
+  for (const path of new Set(table.map((r) => r.path))) {
+    const allow = table
+      .filter((r) => r.path === path)
+      .map((r) => r.method)
+      .join(', ');
+    app.all(path, function methodNotAllowed(c) {
+      return webhook.refuse(405, 'method_not_allowed', `method ${c.req.method} not allowed; use ${allow}`, {
+        allow,
+      });
+    });
+  }
+  app.notFound(function notFound(c) {
+    return webhook.refuse(404, 'not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`);
+  });
+  app.onError(function onError(err) {
+    log.error('unexpected error while handling a request', { error: err });
+    return errorResponse(500, 'internal', 'internal error');
+  });
+  return app;
+}

@@ -1,0 +1,107 @@
+/**
+ * @module Finding members inside JSON that is already known to be valid and compact.
+ *
+ * The scanner lists only the top two levels of an AdmissionReview. Features that look deeper (a
+ * Secret's `data`, an object's `metadata.managedFields`) walk the one value they need with these
+ * functions, which skip everything else without validating it again: strings are jumped over with
+ * `indexOf` of the next quote, so the cost is in the brackets and scalars between them.
+ */
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const LBRACE = 0x7b;
+const RBRACE = 0x7d;
+const LBRACKET = 0x5b;
+const RBRACKET = 0x5d;
+const COMMA = 0x2c;
+
+/** A member of an object: where its key token (quotes included) and its value are. */
+export type Member = { keyStart: number; keyEnd: number; valueStart: number; valueEnd: number };
+
+/** Returns the index just past the string token that starts (with its quote) at `at`. */
+export function skipString(bytes: Uint8Array, at: number): number {
+  let from = at + 1;
+  for (;;) {
+    const quote = bytes.indexOf(QUOTE, from);
+    if (quote < 0) return bytes.length; // cannot happen in valid JSON
+    // The quote ends the string unless an odd number of backslashes escapes it.
+    let slashes = 0;
+    while (bytes[quote - 1 - slashes] === BACKSLASH) slashes++;
+    if ((slashes & 1) === 0) return quote + 1;
+    from = quote + 1;
+  }
+}
+
+/** Returns the index just past the value (of any type) that starts at `at`. */
+export function skipValue(bytes: Uint8Array, at: number): number {
+  const first = bytes[at];
+  if (first === QUOTE) return skipString(bytes, at);
+  if (first === LBRACE || first === LBRACKET) {
+    let depth = 0;
+    let i = at;
+    for (;;) {
+      const c = bytes[i] as number;
+      if (c === QUOTE) {
+        i = skipString(bytes, i);
+        continue;
+      }
+      if (c === LBRACE || c === LBRACKET) depth++;
+      else if (c === RBRACE || c === RBRACKET) {
+        depth--;
+        if (depth === 0) return i + 1;
+      }
+      i++;
+      if (i >= bytes.length) return bytes.length;
+    }
+  }
+  // A number or literal: it runs to the next delimiter.
+  let i = at;
+  while (i < bytes.length) {
+    const c = bytes[i];
+    if (c === COMMA || c === RBRACE || c === RBRACKET) break;
+    i++;
+  }
+  return i;
+}
+
+/**
+ * Lists the members of the object value at `[start, end)`; empty when the value is not an object.
+ * Calls `visit` for each member in order and stops early when it returns true.
+ */
+export function eachMember(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  visit: (m: Member) => boolean | undefined,
+): void {
+  if (bytes[start] !== LBRACE) return;
+  let i = start + 1;
+  while (i < end - 1) {
+    const keyStart = i;
+    const keyEnd = skipString(bytes, i);
+    const valueStart = keyEnd + 1; // past the colon
+    const valueEnd = skipValue(bytes, valueStart);
+    if (visit({ keyStart, keyEnd, valueStart, valueEnd })) return;
+    i = valueEnd + 1; // past the comma, or onto the end
+  }
+}
+
+/**
+ * Finds the member whose key token is exactly `keyToken` (quotes included, as the API server
+ * writes it: keys with escapes are not matched) in the object at `[start, end)`.
+ */
+export function findMember(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  keyToken: Uint8Array,
+): Member | undefined {
+  let found: Member | undefined;
+  eachMember(bytes, start, end, (m) => {
+    if (m.keyEnd - m.keyStart !== keyToken.length) return false;
+    for (let k = 0; k < keyToken.length; k++) if (bytes[m.keyStart + k] !== keyToken[k]) return false;
+    found = m;
+    return true;
+  });
+  return found;
+}
