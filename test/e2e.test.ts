@@ -593,7 +593,7 @@ describe('kube-audit-rest behind a real kube-apiserver', () => {
     expect(r.dryRun).toBe(true);
     expect(r.options).toMatchObject({ kind: 'CreateOptions', dryRun: ['All'] });
     expect(Object.keys(r.object?.data ?? {})).toEqual(['password']);
-    expect((r.object?.data as Record<string, string>).password).toMatch(REDACTED);
+    expect(((r.object?.data ?? {}) as Record<string, string>).password).toMatch(REDACTED);
     expect(readFileSync(backend.logFile, 'utf8')).not.toContain(secret.data.password);
     expect((await api.call('GET', `${base}/dry`)).status).toBe(404);
 

@@ -62,14 +62,8 @@ export class EditList {
     const out: Edit[] = [];
     for (const e of sorted) {
       const last = out[out.length - 1];
-      if (last !== undefined && last.member && e.start < last.end) continue; // inside a removed member
-      if (
-        last !== undefined &&
-        last.member &&
-        e.member &&
-        e.start === last.end + 1 &&
-        bytes[last.end] === COMMA
-      ) {
+      if (last?.member && e.start < last.end) continue; // inside a removed member
+      if (last?.member && e.member && e.start === last.end + 1 && bytes[last.end] === COMMA) {
         last.end = e.end; // neighbours: one run, the comma between them goes with it
         continue;
       }
