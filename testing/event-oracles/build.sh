@@ -5,8 +5,8 @@
 #
 # Output: $EVENT_ORACLES_BIN_DIR (default: <repo>/.cache/event-oracles-bin, gitignored). Skips the build when
 # both binaries are newer than go.mod, go.sum and every .go file of the module; --force rebuilds anyway.
-# Needs Go and a C compiler (the plugin SDK uses cgo). Cost on 2 cores: ~25 s with an empty Go build cache
-# (modules already downloaded), ~1 s warm.
+# Needs Go and a C compiler (the plugin SDK uses cgo). Cost on 2 cores: ~75 s with empty module and build
+# caches (166 MB of modules), 22-39 s with the modules present, 1-2 s after a source change.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
