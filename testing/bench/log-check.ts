@@ -2,7 +2,8 @@
  * @module The audit log check after a load: one whole, parseable line per acknowledged request.
  *
  * Reads the log in chunks (it can be gigabytes after the large-body runs), parses every line as JSON,
- * and checks that it is an AdmissionReview with a `requestReceivedTimestamp`, that its uid is one a bench
+ * and checks that it is an AdmissionReview or an audit Event with a `requestReceivedTimestamp`, that its
+ * uid (an Event's auditID) is one a bench
  * generator made (see corpus.ts) for one of this server's load runs, and that no uid appears twice. The
  * caller compares `benchLines` with the number of requests the generators saw answered 200.
  */
@@ -33,7 +34,12 @@ const NEWLINE = 0x0a;
 /** Problems kept in the report. */
 const MAX_PROBLEMS = 5;
 
-type Line = { kind?: unknown; request?: { uid?: unknown }; requestReceivedTimestamp?: unknown };
+type Line = {
+  kind?: unknown;
+  request?: { uid?: unknown };
+  auditID?: unknown;
+  requestReceivedTimestamp?: unknown;
+};
 
 /** Checks the log at `path` against the load runs `runs` (run numbers as in the uids). */
 export function checkLog(path: string, runs: ReadonlySet<number>): LogCheck {
@@ -60,9 +66,9 @@ export function checkLog(path: string, runs: ReadonlySet<number>): LogCheck {
       problem(`line ${result.lines}: not JSON (${(error as Error).message})`);
       return;
     }
-    const uid = line.request?.uid;
+    const uid = line.kind === 'Event' ? line.auditID : line.request?.uid;
     if (
-      line.kind !== 'AdmissionReview' ||
+      (line.kind !== 'AdmissionReview' && line.kind !== 'Event') ||
       typeof uid !== 'string' ||
       typeof line.requestReceivedTimestamp !== 'string'
     ) {
