@@ -15,7 +15,7 @@ import type { PolicyDecision } from './policy/types.ts';
 import type { AdmissionRecord } from './record.ts';
 import { dropBodies } from './transforms/level.ts';
 import { dropManagedFields } from './transforms/managed-fields.ts';
-import type { Redactor } from './transforms/redact-secrets.ts';
+import { isSecret, type Redactor } from './transforms/redact-secrets.ts';
 
 /** The decision when there is no policy: everything admission shows is recorded. */
 export const RECORD_EVERYTHING: PolicyDecision = Object.freeze({
@@ -73,7 +73,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         edits = new EditList();
         dropManagedFields(rec, edits);
       }
-      if (redact !== undefined) {
+      if (redact !== undefined && isSecret(rec)) {
         edits ??= new EditList();
         redact(rec, edits);
       }

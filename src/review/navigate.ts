@@ -65,43 +65,46 @@ export function skipValue(bytes: Uint8Array, at: number): number {
 }
 
 /**
- * Lists the members of the object value at `[start, end)`; empty when the value is not an object.
- * Calls `visit` for each member in order and stops early when it returns true.
+ * Calls `visit` for each member of the object value that starts at `start`, in order, and stops early
+ * when it returns true; nothing happens when the value is not an object. The object's end is found on
+ * the way (it is where a member's value is followed by `}`), so callers need not know it.
  */
-export function eachMember(
-  bytes: Uint8Array,
-  start: number,
-  end: number,
-  visit: (m: Member) => boolean | undefined,
-): void {
-  if (bytes[start] !== LBRACE) return;
+export function eachMember(bytes: Uint8Array, start: number, visit: (m: Member) => boolean | undefined): void {
+  if (bytes[start] !== LBRACE || bytes[start + 1] === RBRACE) return;
   let i = start + 1;
-  while (i < end - 1) {
+  for (;;) {
     const keyStart = i;
     const keyEnd = skipString(bytes, i);
     const valueStart = keyEnd + 1; // past the colon
     const valueEnd = skipValue(bytes, valueStart);
     if (visit({ keyStart, keyEnd, valueStart, valueEnd })) return;
-    i = valueEnd + 1; // past the comma, or onto the end
+    if (bytes[valueEnd] !== COMMA) return; // the closing brace
+    i = valueEnd + 1;
   }
 }
 
+/** Where a member's key and value start; the value's end is left to the caller (see {@link skipValue}). */
+export type MemberStart = { keyStart: number; keyEnd: number; valueStart: number };
+
 /**
- * Finds the member whose key token is exactly `keyToken` (quotes included, as the API server
- * writes it: keys with escapes are not matched) in the object at `[start, end)`.
+ * Finds the member whose key token is exactly `keyToken` (quotes included, as the API server writes
+ * it: keys with escapes are not matched) in the object value that starts at `start`. The found value
+ * is not walked: reaching a member deep inside a large value costs only the members before it.
  */
-export function findMember(
-  bytes: Uint8Array,
-  start: number,
-  end: number,
-  keyToken: Uint8Array,
-): Member | undefined {
-  let found: Member | undefined;
-  eachMember(bytes, start, end, (m) => {
-    if (m.keyEnd - m.keyStart !== keyToken.length) return false;
-    for (let k = 0; k < keyToken.length; k++) if (bytes[m.keyStart + k] !== keyToken[k]) return false;
-    found = m;
-    return true;
-  });
-  return found;
+export function findMember(bytes: Uint8Array, start: number, keyToken: Uint8Array): MemberStart | undefined {
+  if (bytes[start] !== LBRACE || bytes[start + 1] === RBRACE) return undefined;
+  let i = start + 1;
+  for (;;) {
+    const keyStart = i;
+    const keyEnd = skipString(bytes, i);
+    const valueStart = keyEnd + 1;
+    if (keyEnd - keyStart === keyToken.length) {
+      let k = 1;
+      while (k < keyToken.length && bytes[keyStart + k] === keyToken[k]) k++;
+      if (k === keyToken.length) return { keyStart, keyEnd, valueStart };
+    }
+    const valueEnd = skipValue(bytes, valueStart);
+    if (bytes[valueEnd] !== COMMA) return undefined;
+    i = valueEnd + 1;
+  }
 }

@@ -13,7 +13,7 @@
  * count would double. The policy's omitStages removes stages; none left means no line.
  */
 
-import { findMember } from '../../review/navigate.ts';
+import { eachMember, findMember } from '../../review/navigate.ts';
 import type { Line } from '../../sink/sink.ts';
 import { formatMicroTime } from '../../support/clock.ts';
 import type { EditList } from '../edits.ts';
@@ -45,6 +45,7 @@ const decoder = new TextDecoder();
 const METADATA = encoder.encode('"metadata"');
 const UID = encoder.encode('"uid"');
 const RESOURCE_VERSION = encoder.encode('"resourceVersion"');
+const MANAGED_FIELDS = encoder.encode('"managedFields"');
 const QUOTE = 0x22;
 
 /** Subresources whose requests are long-running: the API server writes ResponseStarted for them. */
@@ -83,19 +84,38 @@ function userJson(info: UserInfo): string {
   return JSON.stringify(user);
 }
 
-/** A string member of the object value at `[start, end)`, e.g. `metadata.uid`. */
-function metadataString(
-  record: AdmissionRecord,
-  field: 'object' | 'oldObject',
-  key: Uint8Array,
-): string | undefined {
-  if (!record.isObject(field)) return undefined;
+/** An object's `metadata.uid` and `metadata.resourceVersion`, for objectRef. */
+type Identity = { uid: string | undefined; resourceVersion: string | undefined };
+
+function equalsToken(bytes: Uint8Array, start: number, end: number, token: Uint8Array): boolean {
+  if (end - start !== token.length) return false;
+  for (let k = 0; k < token.length; k++) if (bytes[start + k] !== token[k]) return false;
+  return true;
+}
+
+/**
+ * Reads `metadata.uid` and `metadata.resourceVersion` of an object in one pass over its metadata,
+ * stopping before `managedFields`: the API server writes ObjectMeta in its Go field order, where both
+ * come early and managedFields (often the bulk of the bytes) comes last.
+ */
+function identityOf(record: AdmissionRecord, field: 'object' | 'oldObject'): Identity {
+  const found: Identity = { uid: undefined, resourceVersion: undefined };
+  if (!record.isObject(field)) return found;
   const bytes = record.bytes;
-  const metadata = findMember(bytes, record.start(field), record.end(field), METADATA);
-  if (metadata === undefined) return undefined;
-  const m = findMember(bytes, metadata.valueStart, metadata.valueEnd, key);
-  if (m === undefined || bytes[m.valueStart] !== QUOTE) return undefined;
-  return JSON.parse(decoder.decode(bytes.subarray(m.valueStart, m.valueEnd))) as string;
+  const metadata = findMember(bytes, record.start(field), METADATA);
+  if (metadata === undefined) return found;
+  const text = (start: number, end: number) =>
+    bytes[start] === QUOTE ? (JSON.parse(decoder.decode(bytes.subarray(start, end))) as string) : undefined;
+  eachMember(bytes, metadata.valueStart, (m) => {
+    if (equalsToken(bytes, m.keyStart, m.keyEnd, UID)) found.uid = text(m.valueStart, m.valueEnd);
+    else if (equalsToken(bytes, m.keyStart, m.keyEnd, RESOURCE_VERSION)) {
+      found.resourceVersion = text(m.valueStart, m.valueEnd);
+    }
+    const next = m.valueEnd + 1; // the next member's key, if any
+    const done = found.uid !== undefined && found.resourceVersion !== undefined;
+    return done || equalsToken(bytes, next, next + MANAGED_FIELDS.length, MANAGED_FIELDS);
+  });
+  return found;
 }
 
 /** The request's resource coordinates as its URL had them. */
@@ -150,6 +170,7 @@ export function requestUriOf(record: AdmissionRecord, t: Target): string {
   const named = !(record.operation === 'CREATE' && t.subresource === '');
   if (named && t.name !== '') path += `/${encodeURIComponent(t.name)}`;
   if (t.subresource !== '') path += `/${t.subresource}`;
+  if (!record.dryRun && record.operation !== 'CONNECT') return path;
   const query = new URLSearchParams();
   if (record.dryRun) query.append('dryRun', 'All');
   if (record.operation === 'CONNECT') connectQuery(record, t.subresource, query);
@@ -165,11 +186,11 @@ function objectRefJson(record: AdmissionRecord, t: Target): string {
   put('resource', t.resource);
   put('namespace', t.namespace);
   put('name', t.name);
-  const source = record.isObject('object') ? 'object' : 'oldObject';
-  put('uid', metadataString(record, source, UID));
+  const identity = identityOf(record, record.isObject('object') ? 'object' : 'oldObject');
+  put('uid', identity.uid);
   put('apiGroup', t.group);
   put('apiVersion', t.version);
-  put('resourceVersion', metadataString(record, source, RESOURCE_VERSION));
+  put('resourceVersion', identity.resourceVersion);
   put('subresource', t.subresource);
   return JSON.stringify(ref);
 }
@@ -198,12 +219,14 @@ export function encodeAuditEvent(
   if (kept.length === 0) return undefined;
 
   const verb = verbOf(record.operation);
-  const annotations: Record<string, string> = { 'authorization.k8s.io/decision': 'allow' };
-  if (ctx.clusterName !== undefined) annotations[CLUSTER_ANNOTATION] = ctx.clusterName;
-  annotations[`${ANNOTATION_PREFIX}operation`] = record.operation;
-  annotations[`${ANNOTATION_PREFIX}dry-run`] = String(record.dryRun);
-  annotations[`${ANNOTATION_PREFIX}admission-uid`] = record.uid;
-  annotations[`${ANNOTATION_PREFIX}old-object`] = String(record.present('oldObject'));
+  // The annotations, written directly: their keys need no escaping and only the values vary.
+  let annotations = '{"authorization.k8s.io/decision":"allow"';
+  if (ctx.clusterName !== undefined) annotations += `,"${CLUSTER_ANNOTATION}":${JSON.stringify(ctx.clusterName)}`;
+  annotations +=
+    `,"${ANNOTATION_PREFIX}operation":${JSON.stringify(record.operation)}` +
+    `,"${ANNOTATION_PREFIX}dry-run":"${record.dryRun}"` +
+    `,"${ANNOTATION_PREFIX}admission-uid":${JSON.stringify(record.uid)}` +
+    `,"${ANNOTATION_PREFIX}old-object":"${record.present('oldObject')}"}`;
 
   // Everything but the stage is the same for each stage's line.
   const start = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"${ctx.decision.level}","auditID":${decoder.decode(record.uidToken)},"stage":"`;
@@ -215,7 +238,7 @@ export function encodeAuditEvent(
       : '');
   const tail = encoder.encode(
     `,"requestReceivedTimestamp":"${formatMicroTime(ctx.arrived)}","stageTimestamp":"${formatMicroTime(ctx.now)}",` +
-      `"annotations":${JSON.stringify(annotations)}}\n`,
+      `"annotations":${annotations}}\n`,
   );
 
   const field = ctx.decision.level === 'Metadata' ? undefined : requestObjectField(record);

@@ -5,7 +5,7 @@
  * an object's bytes, and no content. The policy's omitManagedFields drops it, as the API server does.
  */
 
-import { findMember } from '../../review/navigate.ts';
+import { findMember, skipValue } from '../../review/navigate.ts';
 import type { EditList } from '../edits.ts';
 import type { AdmissionRecord } from '../record.ts';
 
@@ -18,9 +18,9 @@ export function dropManagedFields(record: AdmissionRecord, edits: EditList): voi
   const bytes = record.bytes;
   for (const field of ['object', 'oldObject'] as const) {
     if (!record.isObject(field)) continue;
-    const metadata = findMember(bytes, record.start(field), record.end(field), METADATA);
+    const metadata = findMember(bytes, record.start(field), METADATA);
     if (metadata === undefined) continue;
-    const managed = findMember(bytes, metadata.valueStart, metadata.valueEnd, MANAGED_FIELDS);
-    if (managed !== undefined) edits.removeMember(managed.keyStart, managed.valueEnd);
+    const managed = findMember(bytes, metadata.valueStart, MANAGED_FIELDS);
+    if (managed !== undefined) edits.removeMember(managed.keyStart, skipValue(bytes, managed.valueStart));
   }
 }
