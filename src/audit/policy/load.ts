@@ -33,6 +33,9 @@ import {
 /** What loading returns: the Policy, or every problem as a line of text naming the source, place and field. */
 export type LoadResult = { ok: true; policy: Policy } | { ok: false; errors: string[] };
 
+/** The API server reads a document as JSON when its first non-blank character opens an object. */
+const JSON_START = /^[\t\n\r ]*\{/;
+
 /** The one apiVersion the API server (v1.37) registers for a Policy. */
 const API_VERSION = 'audit.k8s.io/v1';
 const KIND = 'Policy';
@@ -194,7 +197,8 @@ function decodeFields(
       continue;
     }
     seen.add(name);
-    const position = positionOf(decoder, value) ?? positionOf(decoder, key);
+    // A null value has no text of its own: point at its key.
+    const position = (isNull(value) ? undefined : positionOf(decoder, value)) ?? positionOf(decoder, key);
     if (position !== undefined) decoder.positions.set(fieldPath, position);
     if (value !== null && !isNull(value)) field(value, fieldPath);
   }
@@ -305,6 +309,11 @@ function decodePolicy(decoder: Decoder): PolicyDraft {
   const draft: PolicyDraft = { rules: [], omitStages: [], omitManagedFields: false };
   const typeFields: string[] = [];
   const root = decoder.doc.contents;
+  if (isNull(root)) {
+    fail(decoder, '', null, 'empty: a Policy needs apiVersion, kind and rules');
+    decoder.broken.add('rules');
+    return draft;
+  }
   const ok = decodeFields(decoder, root, '', 'apiVersion, kind, rules, ...', {
     apiVersion: (value, at) => decodeTypeField(decoder, value, at, API_VERSION, typeFields),
     kind: (value, at) => decodeTypeField(decoder, value, at, KIND, typeFields),
@@ -353,11 +362,25 @@ function format(source: string, issue: { path: string; message: string; position
   return issue.path === '' ? `${where}: ${issue.message}` : `${where}: ${issue.path}: ${issue.message}`;
 }
 
-/** Parses `text` as YAML 1.1 the way the API server does (JSON is YAML too), or returns the syntax errors. */
+/**
+ * Parses `text` the way the API server does, or returns the syntax errors: as JSON when it starts with `{`,
+ * else as YAML 1.1. The YAML parser reads the JSON too (JSON is YAML), for the places and the duplicated keys
+ * that JSON.parse does not report; JSON.parse first refuses what is YAML but not JSON (a trailing comma, say).
+ */
 function parse(
   text: string,
   source: string,
 ): { doc: Document.Parsed; lines: LineCounter } | { errors: string[] } {
+  if (JSON_START.test(text)) {
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      const reason = (error as Error).message.replace(/^JSON Parse error: /, '');
+      return {
+        errors: [`${source}: not valid JSON (a policy that starts with "{" is read as JSON): ${reason}`],
+      };
+    }
+  }
   const lines = new LineCounter();
   const doc = parseDocument(text, {
     version: '1.1',
@@ -385,8 +408,6 @@ function parse(
  * validation refuses (see validate.ts). Returns a frozen Policy.
  */
 export function loadPolicy(text: string, source: string): LoadResult {
-  if (text.trim() === '')
-    return { ok: false, errors: [`${source}: empty: a Policy needs apiVersion, kind and rules`] };
   const parsed = parse(text, source);
   if ('errors' in parsed) return { ok: false, errors: parsed.errors };
   const decoder: Decoder = { ...parsed, issues: [], positions: new Map(), broken: new Set() };
