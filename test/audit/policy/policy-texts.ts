@@ -245,7 +245,7 @@ export const INVALID_POLICIES: readonly InvalidPolicy[] = [
     name: 'invalid JSON',
     text: '{"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "None"},]}',
     errors: [
-      'p.yaml: not valid JSON (a policy that starts with "{" is read as JSON): Unexpected comma at the end of ' +
+      'p.yaml: not valid JSON (a text that starts with "{" is read as JSON): Unexpected comma at the end of ' +
         'array expression',
     ],
     upstream: 'refuses',
