@@ -19,6 +19,7 @@ import {
   type Node as YamlNode,
 } from 'yaml';
 
+/** A node of the parsed document. */
 export type { YamlNode };
 
 /** A place in the text, 1-based. */
@@ -116,6 +117,7 @@ export class StrictReader {
     return undefined;
   }
 
+  /** The string at `node`, or undefined after reporting what is there instead. */
   string(node: YamlNode | null, path: string): string | undefined {
     if (isScalar(node) && typeof node.value === 'string') return node.value;
     const hint =
@@ -127,6 +129,7 @@ export class StrictReader {
     return this.fail(path, node, `must be a string, not ${describe(node)}${hint}`);
   }
 
+  /** The boolean at `node` (YAML 1.1: yes, no, on, off, y, n too), or undefined after reporting. */
   boolean(node: YamlNode | null, path: string): boolean | undefined {
     if (isScalar(node) && typeof node.value === 'boolean') return node.value;
     return this.fail(path, node, `must be true or false, not ${describe(node)}`);
@@ -154,6 +157,7 @@ export class StrictReader {
     return list;
   }
 
+  /** A list of strings; null is an empty list. */
   strings(node: YamlNode | null, path: string): string[] {
     return this.list(node, path, (item, itemPath) => this.string(item, itemPath));
   }

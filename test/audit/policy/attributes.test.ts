@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'bun:test';
 import { attributesFromAdmission } from '../../../src/audit/policy/attributes.ts';
+import { createPolicyEvaluator } from '../../../src/audit/policy/evaluate.ts';
+import { loadPolicy } from '../../../src/audit/policy/load.ts';
 import type { AdmissionFields, RequestAttributes } from '../../../src/audit/policy/types.ts';
 
 const PODS = { group: '', version: 'v1', resource: 'pods' };
@@ -152,5 +154,18 @@ describe('attributesFromAdmission', () => {
     expect(resourceAttrs.name).toBe('web-0');
     expect(resource.reads).toEqual(['requestResource', 'requestSubResource', 'operation', 'name']);
     expect(resource.reads).not.toContain('kind');
+  });
+
+  it('reads, under a policy, only the AdmissionRequest fields its rules test', () => {
+    const loaded = loadPolicy(
+      'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  users: [system:kube-proxy]\n' +
+        '- level: Request\n  verbs: [delete]\n- level: Metadata\n',
+      'p.yaml',
+    );
+    if (!loaded.ok) throw new Error(loaded.errors.join('\n'));
+    const evaluate = createPolicyEvaluator(loaded.policy);
+    const update = recording(fields({}));
+    expect(evaluate(attributesFromAdmission(update.fields)).level).toBe('Metadata');
+    expect(update.reads).toEqual(['userInfo', 'operation']);
   });
 });
