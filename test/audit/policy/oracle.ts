@@ -8,8 +8,11 @@ import { join } from 'node:path';
 const REPO = join(import.meta.dir, '..', '..', '..');
 const BUILD_SCRIPT = join(REPO, 'testing', 'policy-oracle', 'build.sh');
 
-/** Where build.sh puts the binary (its default output directory). */
-export const ORACLE_BIN = join(REPO, '.cache', 'policy-oracle-bin', 'policy-oracle');
+/** Where build.sh puts the binary: $POLICY_ORACLE_BIN_DIR, as for the script, else its default directory. */
+export const ORACLE_BIN = join(
+  process.env.POLICY_ORACLE_BIN_DIR ?? join(REPO, '.cache', 'policy-oracle-bin'),
+  'policy-oracle',
+);
 
 /** A cold build compiles a good part of k8s.io/apiserver: minutes on two busy cores. */
 export const ORACLE_BUILD_TIMEOUT_MS = 15 * 60_000;
