@@ -2,9 +2,9 @@
  * @module Entry point: parse flags → open the sink → serve the webhook and the operations port → wait
  * for SIGTERM/SIGINT → drain, flush, exit.
  */
-import { readFileSync } from 'node:fs';
-import { createPipeline, type Pipeline } from './audit/pipeline.ts';
-import { createSecretRedactor } from './audit/transforms/redact-secrets.ts';
+import type { Pipeline } from './audit/pipeline.ts';
+import { convert, processIo } from './commands/convert.ts';
+import { CompositionError, composePipeline } from './compose.ts';
 import { type Config, HELP, parseArgs } from './config/serve.ts';
 import { createOpsApp } from './http/ops.ts';
 import { errorResponse } from './http/refusals.ts';
@@ -47,37 +47,6 @@ function openSink(config: Config, log: Logger, metrics: Metrics): LineSink {
   });
 }
 
-/** Shortest redaction key accepted: 128 bits, the least an HMAC key should carry. */
-const MIN_REDACTION_KEY_BYTES = 16;
-
-/** Builds the audit pipeline from the flags; throws with a message naming the flag when a file is unusable. */
-function buildPipeline(config: Config, clock: ReturnType<typeof createClock>): Pipeline {
-  let redact: ReturnType<typeof createSecretRedactor> | undefined;
-  if (!config.disableSecretRedaction) {
-    let key: Uint8Array | undefined;
-    if (config.redactionKeyFile !== undefined) {
-      try {
-        key = readFileSync(config.redactionKeyFile);
-      } catch (err) {
-        throw new Error(`--redaction-key-file: cannot read ${config.redactionKeyFile}`, { cause: err });
-      }
-      if (key.length < MIN_REDACTION_KEY_BYTES) {
-        throw new Error(
-          `--redaction-key-file: the key must be at least ${MIN_REDACTION_KEY_BYTES} bytes, got ${key.length}`,
-        );
-      }
-    }
-    redact = createSecretRedactor(key === undefined ? {} : { key });
-  }
-  return createPipeline({
-    format: config.outputFormat,
-    clusterName: config.clusterName,
-    syntheticResponseStatus: config.syntheticResponseStatus,
-    clock,
-    ...(redact === undefined ? {} : { redact }),
-  });
-}
-
 function certificateFields(m: TlsMaterial): Record<string, unknown> {
   return { subject: m.subject, notAfter: m.notAfter.toISOString(), sha256: m.fingerprint256 };
 }
@@ -100,8 +69,14 @@ function deadline(ms: number, what: string): { promise: Promise<never>; cancel()
   return { promise, cancel: () => clearTimeout(timer) };
 }
 
-/** Runs kube-audit-rest with `argv` (flags only) and resolves with the exit status. */
+/** Runs kube-audit-rest with `argv` (a subcommand and its flags, or the server's flags) and resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'convert') return convert(argv.slice(1), processIo());
+  return serve(argv);
+}
+
+/** Runs the webhook server with its flags and resolves with the exit status once it has stopped. */
+async function serve(argv: readonly string[]): Promise<number> {
   const parsed = parseArgs(argv);
   if (parsed.kind === 'help') {
     process.stdout.write(HELP);
@@ -115,21 +90,21 @@ export async function main(argv: readonly string[]): Promise<number> {
   const log = createLogger({ verbose: config.verbose });
   const metrics = createMetrics();
 
+  const clock = createClock();
+  let pipeline: Pipeline;
+  try {
+    pipeline = await composePipeline(config, clock);
+  } catch (err) {
+    if (!(err instanceof CompositionError)) throw err;
+    process.stderr.write(`kube-audit-rest: ${err.message}\n`);
+    return EXIT_FAILURE;
+  }
+
   let sink: LineSink;
   try {
     sink = openSink(config, log, metrics);
   } catch (err) {
     log.error('cannot open the audit log', { path: config.loggerFilename, error: err });
-    return EXIT_FAILURE;
-  }
-
-  const clock = createClock();
-  let pipeline: Pipeline;
-  try {
-    pipeline = buildPipeline(config, clock);
-  } catch (err) {
-    log.error('cannot build the audit pipeline', { error: err });
-    await sink.close();
     return EXIT_FAILURE;
   }
 

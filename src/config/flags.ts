@@ -235,19 +235,37 @@ export function parseFlags<T extends FlagTable>(
   const problem = checkFlagShapes(argv, byName, shorts);
   if (problem !== undefined) return { kind: 'error', message: problem };
 
+  // Positional arguments are picked out here, not by mri, which would read a lone `-` (stdin, by
+  // convention) as a flag and swallow the argument after it.
+  const flagArgs: string[] = [];
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (arg === '-' || !arg.startsWith('-')) {
+      positionals.push(arg);
+      continue;
+    }
+    flagArgs.push(arg);
+    const takesNext = arg.startsWith('--') && !arg.includes('=') && byName.get(arg.slice(2))?.boolean === false;
+    if (takesNext && i + 1 < argv.length) flagArgs.push(argv[++i] as string);
+  }
+  if (positionals.length > 0 && !options.positionals) {
+    return { kind: 'error', message: `unexpected argument "${positionals[0]}"` };
+  }
   const strings = [...byName.values()].filter((f) => !f.boolean).map((f) => f.name);
   const booleans = [...byName.values()].filter((f) => f.boolean).map((f) => f.name);
   const alias: Record<string, string> = {};
   for (const [letter, flag] of shorts) alias[letter] = flag.name;
-  const args = mri(argv as string[], { string: strings, boolean: booleans, alias });
-  if (args._.length > 0 && !options.positionals) {
-    return { kind: 'error', message: `unexpected argument "${args._[0]}"` };
-  }
+  const args = mri(flagArgs, { string: strings, boolean: booleans, alias });
   try {
     if (readBoolean(args, HELP_FLAG)) return { kind: 'help' };
     const values: Record<string, unknown> = {};
     for (const [key, flag] of Object.entries(table)) values[key] = read(args, flag);
-    return { kind: 'values', values: values as ValuesOf<T>, positionals: args._.map(String) };
+    return { kind: 'values', values: values as ValuesOf<T>, positionals };
   } catch (err) {
     if (err instanceof FlagError) return { kind: 'error', message: err.message };
     throw err;

@@ -222,7 +222,10 @@ export type ParseResult =
 
 /** The `--help` text; kept as a golden file in test/golden/help.txt. */
 export const HELP = renderHelp({
-  usage: ['kube-audit-rest [OPTIONS]'],
+  usage: [
+    'kube-audit-rest [OPTIONS]                    serve the webhook',
+    'kube-audit-rest convert [OPTIONS] [FILE...]  admissionreview lines to Event lines (convert --help)',
+  ],
   about:
     'Writes every AdmissionReview the Kubernetes API server sends to POST /log-request as one JSON ' +
     'line, then answers "allowed". Flags take --flag=value or --flag value. Durations are Go ' +

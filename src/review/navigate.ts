@@ -69,7 +69,11 @@ export function skipValue(bytes: Uint8Array, at: number): number {
  * when it returns true; nothing happens when the value is not an object. The object's end is found on
  * the way (it is where a member's value is followed by `}`), so callers need not know it.
  */
-export function eachMember(bytes: Uint8Array, start: number, visit: (m: Member) => boolean | undefined): void {
+export function eachMember(
+  bytes: Uint8Array,
+  start: number,
+  visit: (m: Member) => boolean | undefined,
+): void {
   if (bytes[start] !== LBRACE || bytes[start + 1] === RBRACE) return;
   let i = start + 1;
   for (;;) {

@@ -2,11 +2,8 @@
  * @module Prometheus metrics on a private registry: 1.x's two counters plus what an operator alerts on.
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import type { Level } from '../audit/policy/types.ts';
+import { LEVELS, type Level } from '../audit/policy/types.ts';
 import type { SinkObserver } from '../sink/sink.ts';
-
-/** The policy levels, in the order the decision metric lists them; each starts at 0. */
-const LEVELS: readonly Level[] = ['None', 'Metadata', 'Request', 'RequestResponse'];
 
 /**
  * Request duration buckets, in seconds. The API server's webhook timeout is 10 s by default; most

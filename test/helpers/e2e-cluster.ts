@@ -65,6 +65,8 @@ export type E2eClusterOptions = {
   markerUser: string;
   /** How to render k8s/base/webhook.yaml; `url` and `caPem` are filled in. */
   render?: Omit<RenderOptions, 'url' | 'caPem'>;
+  /** Extra kube-apiserver flags (its own audit log, say). */
+  apiServerArgs?: readonly string[];
 };
 
 /**
@@ -200,7 +202,7 @@ export async function startE2eCluster(options: E2eClusterOptions): Promise<E2eCl
     const ca = await makeCa(dir);
     const cert = await makeServerCert(dir, ca, { dnsNames: [], ipAddresses: ['127.0.0.1'] });
     const [cpResult, backendResult] = await Promise.allSettled([
-      startControlPlane(),
+      startControlPlane(options.apiServerArgs === undefined ? {} : { apiServerArgs: options.apiServerArgs }),
       options.backend(cert, dir),
     ]);
     if (cpResult.status === 'fulfilled') controlPlane = cpResult.value;

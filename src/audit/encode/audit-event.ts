@@ -221,7 +221,8 @@ export function encodeAuditEvent(
   const verb = verbOf(record.operation);
   // The annotations, written directly: their keys need no escaping and only the values vary.
   let annotations = '{"authorization.k8s.io/decision":"allow"';
-  if (ctx.clusterName !== undefined) annotations += `,"${CLUSTER_ANNOTATION}":${JSON.stringify(ctx.clusterName)}`;
+  if (ctx.clusterName !== undefined)
+    annotations += `,"${CLUSTER_ANNOTATION}":${JSON.stringify(ctx.clusterName)}`;
   annotations +=
     `,"${ANNOTATION_PREFIX}operation":${JSON.stringify(record.operation)}` +
     `,"${ANNOTATION_PREFIX}dry-run":"${record.dryRun}"` +

@@ -76,7 +76,8 @@ export function isSecret(record: AdmissionRecord): boolean {
   const ks = record.start('kind');
   const ke = record.end('kind');
   if (ks >= 0 && equalsToken(bytes, ks, ke, SECRET_KIND)) return true;
-  const kindHint = ks >= 0 && (contains(bytes, ks, ke, SECRET_TOKEN) || bytes.subarray(ks, ke).includes(BACKSLASH));
+  const kindHint =
+    ks >= 0 && (contains(bytes, ks, ke, SECRET_TOKEN) || bytes.subarray(ks, ke).includes(BACKSLASH));
   const resourceHint =
     contains(bytes, record.start('resource'), record.end('resource'), SECRETS_TOKEN) ||
     contains(bytes, record.start('requestResource'), record.end('requestResource'), SECRETS_TOKEN);
