@@ -250,7 +250,8 @@ export function parseFlags<T extends FlagTable>(
       continue;
     }
     flagArgs.push(arg);
-    const takesNext = arg.startsWith('--') && !arg.includes('=') && byName.get(arg.slice(2))?.boolean === false;
+    const takesNext =
+      arg.startsWith('--') && !arg.includes('=') && byName.get(arg.slice(2))?.boolean === false;
     if (takesNext && i + 1 < argv.length) flagArgs.push(argv[++i] as string);
   }
   if (positionals.length > 0 && !options.positionals) {
