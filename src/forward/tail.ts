@@ -342,7 +342,7 @@ export function createTail(options: TailOptions): Tail {
         else line = Buffer.concat([...c.partial, chunk.subarray(start, pieceEnd)]);
         if (line.length > 0) {
           queue.push({ line, end: c.consumed + line.length + 1 });
-          queueBytes += line.length;
+          queueBytes += line.length + 1; // file bytes, newline included
         }
       }
       c.consumed += c.partialBytes + (pieceEnd - start) + 1;
@@ -494,7 +494,7 @@ export function createTail(options: TailOptions): Tail {
       const next = queue[0] as { line: Uint8Array; end: number };
       if (lines.length > 0 && bytes + next.line.length > maxBytes) break;
       queue.shift();
-      queueBytes -= next.line.length;
+      queueBytes -= next.line.length + 1;
       lines.push(next.line);
       bytes += next.line.length;
       if (cur) cur.handedOut = next.end;
