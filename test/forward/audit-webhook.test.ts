@@ -2,7 +2,7 @@
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'bun:test';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Registry } from 'prom-client';
 import { createAuditWebhookSink, eventListBody } from '../../src/forward/audit-webhook.ts';
 import { createForwarder } from '../../src/forward/forwarder.ts';
@@ -120,7 +120,8 @@ describe('audit webhook forwarding over TLS', () => {
     return writeKubeconfig(
       certDir,
       url,
-      `    client-certificate: certs/client.crt\n    client-key: certs/client.key\n    token: ${TOKEN}`,
+      // Relative paths: resolved against the kubeconfig's directory.
+      `    client-certificate: ${relative(certDir, clientCert.certFile)}\n    client-key: ${relative(certDir, clientCert.keyFile)}\n    token: ${TOKEN}`,
     );
   }
 
