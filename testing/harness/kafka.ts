@@ -41,6 +41,8 @@ export type KafkaBroker = {
   readonly bootstrap: string;
   /** The client listener's port. */
   readonly port: number;
+  /** `127.0.0.1:<port>` of the SASL_SSL listener, when one was asked for. */
+  readonly saslSslBootstrap: string | undefined;
   /** The broker's process id, while it runs. */
   readonly pid: number | undefined;
   /** Creates a topic with `partitions` partitions (replication 1). */
@@ -59,6 +61,13 @@ export type KafkaBroker = {
 export type StartKafkaOptions = {
   /** Extra `server.properties` lines. Default: none. */
   properties?: Record<string, string>;
+  /**
+   * Adds a SASL_SSL listener: TLS with the certificate and PKCS#8 key in `pemFile` (one PEM file
+   * holding both), and SASL PLAIN for each of `users` (name → password). SCRAM credentials are
+   * written too (`format --add-scram`), but this combined broker refuses SCRAM logins with them,
+   * Kafka's own Java client included, so the tests use PLAIN.
+   */
+  saslSsl?: { pemFile: string; users: Record<string, string> };
 };
 
 /** Finds a free TCP port on 127.0.0.1 by binding port 0. */
@@ -67,6 +76,31 @@ async function freePort(): Promise<number> {
   const port = listener.port;
   listener.stop(true);
   return port;
+}
+
+/** The listener lines for a SASL_SSL listener beside the PLAINTEXT one. */
+function saslSslProperties(
+  port: number,
+  controllerPort: number,
+  saslPort: number,
+  saslSsl: NonNullable<StartKafkaOptions['saslSsl']>,
+): Record<string, string> {
+  const plainUsers = Object.entries(saslSsl.users)
+    .map(([name, password]) => `user_${name}="${password}"`)
+    .join(' ');
+  return {
+    listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort},SASL_SSL://127.0.0.1:${saslPort}`,
+    'advertised.listeners': `PLAINTEXT://127.0.0.1:${port},SASL_SSL://127.0.0.1:${saslPort}`,
+    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL',
+    'sasl.enabled.mechanisms': 'PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+    'listener.name.sasl_ssl.plain.sasl.jaas.config': `org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+    'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config':
+      'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config':
+      'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    'listener.name.sasl_ssl.ssl.keystore.type': 'PEM',
+    'listener.name.sasl_ssl.ssl.keystore.location': saslSsl.pemFile,
+  };
 }
 
 async function run(cmd: string[], deadlineMs: number): Promise<string> {
@@ -95,6 +129,8 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
   const port = await freePort();
   const controllerPort = await freePort();
   const bootstrap = `127.0.0.1:${port}`;
+  const saslPort = options.saslSsl ? await freePort() : undefined;
+  const saslSslBootstrap = saslPort ? `127.0.0.1:${saslPort}` : undefined;
   const props: Record<string, string> = {
     'process.roles': 'broker,controller',
     'node.id': '1',
@@ -112,6 +148,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
     'share.coordinator.state.topic.min.isr': '1',
     'group.initial.rebalance.delay.ms': '0',
     'auto.create.topics.enable': 'false',
+    ...(options.saslSsl ? saslSslProperties(port, controllerPort, saslPort as number, options.saslSsl) : {}),
     ...options.properties,
   };
   const propsFile = join(dir, 'server.properties');
@@ -204,6 +241,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
   const broker: KafkaBroker = {
     bootstrap,
     port,
+    saslSslBootstrap,
     get pid() {
       return proc && proc.exitCode === null ? proc.pid : undefined;
     },
