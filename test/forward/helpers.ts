@@ -9,6 +9,11 @@ import { backupName } from '../../src/sink/rotation.ts';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** Now as an audit Event's MicroTime: six fractional digits, as the API server writes it. */
+function microTime(): string {
+  return new Date().toISOString().replace('Z', '000Z');
+}
+
 /** Makes one audit.k8s.io/v1 Event line (with newline) carrying `id` as its auditID, padded to about `pad` bytes. */
 export function eventLine(id: string, pad = 0): string {
   return `${JSON.stringify({
@@ -20,7 +25,8 @@ export function eventLine(id: string, pad = 0): string {
     verb: 'create',
     requestURI: '/api/v1/namespaces/default/configmaps',
     objectRef: { resource: 'configmaps', namespace: 'default', name: `cm-${id}` },
-    requestReceivedTimestamp: new Date().toISOString(),
+    requestReceivedTimestamp: microTime(),
+    stageTimestamp: microTime(),
     annotations: { pad: 'x'.repeat(pad) },
   })}\n`;
 }
