@@ -44,10 +44,10 @@ func (c *collected) SetTimestamp(uint64) {}
 // writers is an sdk.EventWriters over Go memory: NextBatch only needs Len, Get and the writers.
 type writers struct{ evts []*collected }
 
-func (w *writers) Get(i int) sdk.EventWriter   { return w.evts[i] }
-func (w *writers) Len() int                    { return len(w.evts) }
-func (w *writers) ArrayPtr() unsafe.Pointer    { return nil }
-func (w *writers) Free()                       {}
+func (w *writers) Get(i int) sdk.EventWriter { return w.evts[i] }
+func (w *writers) Len() int                  { return len(w.evts) }
+func (w *writers) ArrayPtr() unsafe.Pointer  { return nil }
+func (w *writers) Free()                     {}
 
 func main() {
 	if len(os.Args) != 3 {
