@@ -29,15 +29,15 @@ export type WebhookTarget = {
   basic?: { username: string; password: string };
 };
 
-type Named<T> = { name?: unknown } & Record<string, T | unknown>;
-
 function fail(file: string, what: string): never {
   throw new Error(`audit webhook config ${file}: ${what}`);
 }
 
 function find(file: string, list: unknown, kind: string, name: string): Record<string, unknown> {
   if (!Array.isArray(list)) fail(file, `${kind}s must be a list`);
-  const entry = (list as Named<unknown>[]).find((e) => e && typeof e === 'object' && e.name === name);
+  const entry = (list as (Record<string, unknown> | null)[]).find(
+    (e) => e !== null && typeof e === 'object' && e.name === name,
+  );
   if (!entry) fail(file, `${kind} ${JSON.stringify(name)} (named by the current context) is not defined`);
   const body = entry[kind];
   if (typeof body !== 'object' || body === null)
