@@ -1,0 +1,277 @@
+/**
+ * @module A real single-node Kafka broker (KRaft) for tests: started from Maven Central jars under Java 17, killed and restarted at will.
+ *
+ * ```ts
+ * const kafka = await startKafka();          // fetches jars into .cache/kafka on first use (about 45 jars)
+ * await kafka.createTopic('audit', 1);
+ * // produce to kafka.bootstrap ('127.0.0.1:<port>')
+ * await kafka.kill();  await kafka.restart(); // SIGKILL, then the same ports and data again
+ * await kafka.stop();                         // always, in afterAll
+ * ```
+ *
+ * The broker listens on 127.0.0.1 only, on two free ports, with its data in a temporary folder
+ * removed by `stop()`. Its heap is held to 512 MiB. Readiness is a real metadata request that
+ * lists the broker, polled until a deadline.
+ */
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Admin } from '@platformatic/kafka';
+import type { Subprocess } from 'bun';
+
+/** The script that fetches the broker's jars (and prints their folder). */
+const FETCH_SCRIPT = resolve(import.meta.dir, '../kafka/fetch.sh');
+
+/** Heap for the broker: plenty for a test topic, small beside the other processes on a 2-core machine. */
+const BROKER_HEAP = '-Xmx512m';
+
+/** How long a (re)start may take to answer metadata: a cold JVM on a busy 2-core machine. */
+const READY_DEADLINE_MS = 90_000;
+
+/** How long the jar fetch may take: minutes on a cold Maven cache. */
+const FETCH_DEADLINE_MS = 600_000;
+
+/** Between readiness probes. */
+const PROBE_INTERVAL_MS = 250;
+
+/** A running broker. */
+export type KafkaBroker = {
+  /** `127.0.0.1:<port>`: the bootstrap address for clients. */
+  readonly bootstrap: string;
+  /** The client listener's port. */
+  readonly port: number;
+  /** `127.0.0.1:<port>` of the SASL_SSL listener, when one was asked for. */
+  readonly saslSslBootstrap: string | undefined;
+  /** The broker's process id, while it runs. */
+  readonly pid: number | undefined;
+  /** Creates a topic with `partitions` partitions (replication 1). */
+  createTopic(name: string, partitions?: number): Promise<void>;
+  /** Kills the broker with SIGKILL and waits for it to exit. */
+  kill(): Promise<void>;
+  /** Starts the broker again on the same ports and data; resolves when it is ready. */
+  restart(): Promise<void>;
+  /** Stops the broker (SIGKILL if it is running) and removes its data. Safe to call twice. */
+  stop(): Promise<void>;
+  /** The broker's log so far (stdout and stderr), for failure messages. */
+  output(): string;
+};
+
+/** Options for {@link startKafka}. */
+export type StartKafkaOptions = {
+  /** Extra `server.properties` lines. Default: none. */
+  properties?: Record<string, string>;
+  /**
+   * Adds a SASL_SSL listener: TLS with the certificate and PKCS#8 key in `pemFile` (one PEM file
+   * holding both), and SASL PLAIN for each of `users` (name → password). SCRAM credentials are
+   * written too (`format --add-scram`), but this combined broker refuses SCRAM logins with them,
+   * Kafka's own Java client included, so the tests use PLAIN.
+   */
+  saslSsl?: { pemFile: string; users: Record<string, string> };
+};
+
+/** Finds a free TCP port on 127.0.0.1 by binding port 0. */
+async function freePort(): Promise<number> {
+  const listener = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
+}
+
+/** The listener lines for a SASL_SSL listener beside the PLAINTEXT one. */
+function saslSslProperties(
+  port: number,
+  controllerPort: number,
+  saslPort: number,
+  saslSsl: NonNullable<StartKafkaOptions['saslSsl']>,
+): Record<string, string> {
+  const plainUsers = Object.entries(saslSsl.users)
+    .map(([name, password]) => `user_${name}="${password}"`)
+    .join(' ');
+  return {
+    listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort},SASL_SSL://127.0.0.1:${saslPort}`,
+    'advertised.listeners': `PLAINTEXT://127.0.0.1:${port},SASL_SSL://127.0.0.1:${saslPort}`,
+    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL',
+    'sasl.enabled.mechanisms': 'PLAIN,SCRAM-SHA-256,SCRAM-SHA-512',
+    'listener.name.sasl_ssl.plain.sasl.jaas.config': `org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+    'listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config':
+      'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    'listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config':
+      'org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    'listener.name.sasl_ssl.ssl.keystore.type': 'PEM',
+    'listener.name.sasl_ssl.ssl.keystore.location': saslSsl.pemFile,
+  };
+}
+
+async function run(cmd: string[], deadlineMs: number): Promise<string> {
+  const proc = Bun.spawn(cmd, { stdout: 'pipe', stderr: 'pipe', timeout: deadlineMs });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) throw new Error(`${cmd.join(' ')} exited ${code}: ${err.trim().slice(-2000)}`);
+  return out;
+}
+
+/** Fetches the broker's jars if needed; returns their folder. The first run downloads from Maven Central. */
+export async function kafkaLibDir(): Promise<string> {
+  const out = await run(['bash', FETCH_SCRIPT], FETCH_DEADLINE_MS);
+  const lines = out.trim().split('\n');
+  return lines[lines.length - 1] as string;
+}
+
+/** Starts a broker and waits until it answers metadata; throws with its log if it does not in time. */
+export async function startKafka(options: StartKafkaOptions = {}): Promise<KafkaBroker> {
+  const lib = await kafkaLibDir();
+  const classpath = `${lib}/*`;
+  const dir = mkdtempSync(join(tmpdir(), 'kar-kafka-'));
+  const port = await freePort();
+  const controllerPort = await freePort();
+  const bootstrap = `127.0.0.1:${port}`;
+  const saslPort = options.saslSsl ? await freePort() : undefined;
+  const saslSslBootstrap = saslPort ? `127.0.0.1:${saslPort}` : undefined;
+  const props: Record<string, string> = {
+    'process.roles': 'broker,controller',
+    'node.id': '1',
+    'controller.quorum.bootstrap.servers': `127.0.0.1:${controllerPort}`,
+    listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+    'advertised.listeners': `PLAINTEXT://${bootstrap}`,
+    'controller.listener.names': 'CONTROLLER',
+    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'inter.broker.listener.name': 'PLAINTEXT',
+    'log.dirs': join(dir, 'data'),
+    'offsets.topic.replication.factor': '1',
+    'transaction.state.log.replication.factor': '1',
+    'transaction.state.log.min.isr': '1',
+    'share.coordinator.state.topic.replication.factor': '1',
+    'share.coordinator.state.topic.min.isr': '1',
+    'group.initial.rebalance.delay.ms': '0',
+    'auto.create.topics.enable': 'false',
+    ...(options.saslSsl ? saslSslProperties(port, controllerPort, saslPort as number, options.saslSsl) : {}),
+    ...options.properties,
+  };
+  const propsFile = join(dir, 'server.properties');
+  writeFileSync(
+    propsFile,
+    `${Object.entries(props)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n')}\n`,
+  );
+  const clusterId = (await run(['java', '-cp', classpath, 'kafka.tools.StorageTool', 'random-uuid'], 60_000))
+    .trim()
+    .split('\n')
+    .pop() as string;
+  await run(
+    [
+      'java',
+      '-cp',
+      classpath,
+      'kafka.tools.StorageTool',
+      'format',
+      '-t',
+      clusterId,
+      '-c',
+      propsFile,
+      '--standalone',
+    ],
+    60_000,
+  );
+
+  let proc: Subprocess<'ignore', 'pipe', 'pipe'> | undefined;
+  let log = '';
+  let stopped = false;
+
+  async function drain(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      log += decoder.decode(chunk, { stream: true });
+      if (log.length > 200_000) log = log.slice(-100_000); // keep the tail only
+    }
+  }
+
+  async function ready(): Promise<void> {
+    const deadline = Date.now() + READY_DEADLINE_MS;
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      if (proc?.exitCode !== null && proc?.exitCode !== undefined) {
+        throw new Error(`kafka broker exited with ${proc.exitCode} while starting:\n${log.slice(-4000)}`);
+      }
+      const admin = new Admin({
+        clientId: 'kar-test-probe',
+        bootstrapBrokers: [bootstrap],
+        retries: 0,
+        timeout: 2000,
+        connectTimeout: 2000,
+      });
+      try {
+        const metadata = await admin.metadata({ topics: [] });
+        if (metadata.brokers.size > 0) return;
+      } catch (error) {
+        lastError = error;
+      } finally {
+        await admin.close().catch(() => {});
+      }
+      await Bun.sleep(PROBE_INTERVAL_MS);
+    }
+    throw new Error(
+      `kafka broker not ready within ${READY_DEADLINE_MS} ms (${String(lastError)}):\n${log.slice(-4000)}`,
+    );
+  }
+
+  async function launch(): Promise<void> {
+    proc = Bun.spawn(['java', BROKER_HEAP, '-XX:+UseSerialGC', '-cp', classpath, 'kafka.Kafka', propsFile], {
+      cwd: dir,
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    void drain(proc.stdout);
+    void drain(proc.stderr);
+    await ready();
+  }
+
+  async function kill(): Promise<void> {
+    const p = proc;
+    if (!p || p.exitCode !== null) return;
+    p.kill('SIGKILL');
+    await p.exited;
+  }
+
+  const broker: KafkaBroker = {
+    bootstrap,
+    port,
+    saslSslBootstrap,
+    get pid() {
+      return proc && proc.exitCode === null ? proc.pid : undefined;
+    },
+    async createTopic(name, partitions = 1) {
+      const admin = new Admin({ clientId: 'kar-test-admin', bootstrapBrokers: [bootstrap] });
+      try {
+        await admin.createTopics({ topics: [name], partitions, replicas: 1 });
+      } finally {
+        await admin.close();
+      }
+    },
+    kill,
+    async restart() {
+      if (stopped) throw new Error('kafka broker was stopped');
+      await kill();
+      await launch();
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    output: () => log,
+  };
+  try {
+    await launch();
+  } catch (error) {
+    await broker.stop();
+    throw error;
+  }
+  return broker;
+}
