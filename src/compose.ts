@@ -4,10 +4,11 @@
  * handled here; a problem with a file is an error naming the flag, raised before anything starts.
  */
 import { readFileSync } from 'node:fs';
-import { createPipeline, type Pipeline } from './audit/pipeline.ts';
+import { createPipeline, type Pipeline, RECORD_EVERYTHING } from './audit/pipeline.ts';
 import { attributesFromAdmission } from './audit/policy/attributes.ts';
 import { createPolicyEvaluator } from './audit/policy/evaluate.ts';
 import { loadPolicyFile } from './audit/policy/load.ts';
+import { capToWritten } from './audit/transforms/level.ts';
 import { createSecretRedactor, type Redactor } from './audit/transforms/redact-secrets.ts';
 import type { ValuesOf } from './config/flags.ts';
 import type { RECORD_FLAGS } from './config/serve.ts';
@@ -15,6 +16,16 @@ import type { Clock } from './support/clock.ts';
 
 /** The record flags' values (see RECORD_FLAGS). */
 export type RecordOptions = ValuesOf<typeof RECORD_FLAGS>;
+
+/** Where the records come from, when that changes what the pipeline may do. */
+export type PipelineSource = {
+  /**
+   * The records are lines written earlier (`convert`, `forward`), not requests: a line whose bodies
+   * were removed at level Metadata is never labelled above Metadata again (see capToWritten).
+   * Default false.
+   */
+  writtenLines?: boolean;
+};
 
 /** A problem with a file a flag names; `message` says which flag and what is wrong. */
 export class CompositionError extends Error {
@@ -48,7 +59,11 @@ function buildRedactor(options: RecordOptions): Redactor | undefined {
  * Builds the pipeline the flags describe. Rejects with a CompositionError whose message lists every
  * problem in the policy file (each with its rule index and field) or names the unreadable file.
  */
-export async function composePipeline(options: RecordOptions, clock: Clock): Promise<Pipeline> {
+export async function composePipeline(
+  options: RecordOptions,
+  clock: Clock,
+  source: PipelineSource = {},
+): Promise<Pipeline> {
   let decide: Parameters<typeof createPipeline>[0]['decide'];
   if (options.policyFile !== undefined) {
     const loaded = await loadPolicyFile(options.policyFile);
@@ -59,6 +74,10 @@ export async function composePipeline(options: RecordOptions, clock: Clock): Pro
     }
     const evaluate = createPolicyEvaluator(loaded.policy);
     decide = (record) => evaluate(attributesFromAdmission(record));
+  }
+  if (source.writtenLines) {
+    const first = decide ?? (() => RECORD_EVERYTHING);
+    decide = (record) => capToWritten(record, first(record));
   }
   const redact = buildRedactor(options);
   return createPipeline({

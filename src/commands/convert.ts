@@ -9,11 +9,10 @@
  * converts whole.
  */
 import { openSync } from 'node:fs';
-import { lineBytes } from '../audit/encode/admission-review.ts';
-import { CompositionError, composePipeline } from '../compose.ts';
+import { CompositionError } from '../compose.ts';
 import { parseFlags, renderHelp } from '../config/flags.ts';
 import { RECORD_FLAGS } from '../config/serve.ts';
-import { parseReview } from '../review/parse.ts';
+import { composeLineConverter, type LineConverter } from './convert-line.ts';
 
 /** The flags of `convert`: those that shape a record, but the format, which is always audit-event. */
 export const CONVERT_FLAGS = (({ outputFormat: _, ...rest }) => rest)(RECORD_FLAGS);
@@ -48,17 +47,6 @@ export type ConvertIo = {
   /** Writes a diagnostic line. */
   report(text: string): void;
 };
-
-const RFC3339 = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/;
-
-/** Parses an RFC 3339 time with up to nine fractional digits into nanoseconds since the epoch. */
-export function parseRfc3339(text: string): bigint | undefined {
-  const m = RFC3339.exec(text);
-  if (m === null) return undefined;
-  const ms = Date.parse(`${m[1]}${m[3]}`);
-  if (Number.isNaN(ms)) return undefined;
-  return BigInt(ms) * 1_000_000n + BigInt((m[2] ?? '').padEnd(9, '0') || '0');
-}
 
 /** Yields the lines of a stream without their `\n`; a last line without one is yielded too. */
 async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array | 'too long'> {
@@ -100,8 +88,6 @@ async function* linesOf(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint
   else if (pendingBytes > 0) yield Buffer.concat(pending);
 }
 
-const decoder = new TextDecoder();
-
 /** Runs `convert` with its argv (after the word `convert`) and resolves with the exit status. */
 export async function convert(argv: readonly string[], io: ConvertIo): Promise<number> {
   const parsed = parseFlags(CONVERT_FLAGS, argv, { positionals: true });
@@ -115,10 +101,9 @@ export async function convert(argv: readonly string[], io: ConvertIo): Promise<n
     );
     return CONVERT_EXIT.unusable;
   }
-  let arrived = 0n;
-  let pipeline: Awaited<ReturnType<typeof composePipeline>>;
+  let convertLine: LineConverter;
   try {
-    pipeline = await composePipeline({ ...parsed.values, outputFormat: 'audit-event' }, () => arrived);
+    convertLine = await composeLineConverter(parsed.values);
   } catch (err) {
     if (!(err instanceof CompositionError)) throw err;
     io.report(`kube-audit-rest convert: ${err.message}`);
@@ -156,32 +141,20 @@ export async function convert(argv: readonly string[], io: ConvertIo): Promise<n
           continue;
         }
         if (line.length === 0) continue;
-        const review = parseReview(line);
-        if (!review.ok) {
-          if (review.reason === 'wrong_kind' && isEvent(line)) {
-            emit(line);
+        const result = convertLine(line);
+        if (result.kind === 'skipped') {
+          skip(result.reason);
+          continue;
+        }
+        if (result.kind === 'event-line') {
+          emit(line);
+          emit(NEWLINE);
+        } else if (result.kind === 'events') {
+          for (const event of result.events) {
+            emit(event);
             emit(NEWLINE);
-            converted++;
-            continue;
           }
-          skip(review.message);
-          continue;
         }
-        const record = review.record;
-        const ts = record.rootStart('requestReceivedTimestamp');
-        const stamp =
-          ts < 0 || record.bytes[ts] !== 0x22
-            ? undefined
-            : parseRfc3339(
-                decoder.decode(record.bytes.subarray(ts + 1, record.rootEnd('requestReceivedTimestamp') - 1)),
-              );
-        if (stamp === undefined) {
-          skip('no requestReceivedTimestamp in RFC 3339 form: not a line kube-audit-rest wrote');
-          continue;
-        }
-        arrived = stamp;
-        const { line: out } = pipeline(record, stamp);
-        if (out !== undefined) emit(lineBytes(out).slice());
         converted++;
         if (bufferedBytes >= FLUSH_BYTES) await flush();
       }
@@ -196,16 +169,6 @@ export async function convert(argv: readonly string[], io: ConvertIo): Promise<n
 }
 
 const NEWLINE = new Uint8Array([0x0a]);
-
-/** Whether a line is an audit Event already (it passes through as it is). */
-function isEvent(line: Uint8Array): boolean {
-  try {
-    const value = JSON.parse(decoder.decode(line)) as { kind?: unknown; apiVersion?: unknown };
-    return value.kind === 'Event' && value.apiVersion === 'audit.k8s.io/v1';
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Opens an input file for reading, throwing at once (with the system's reason) when it cannot be

@@ -55,14 +55,18 @@ export function textFlag(o: Common & { placeholder: string; default?: string }):
   };
 }
 
-/** A flag that is on when given (`--flag`, `--flag=true`), off by default. */
-export function booleanFlag(o: Common): Flag<boolean> {
+/**
+ * A flag that is on when given (`--flag`, `--flag=true`), off by default. With `default: true` it is
+ * on unless given as `--flag=false`.
+ */
+export function booleanFlag(o: Common & { default?: boolean }): Flag<boolean> {
+  const on = o.default ?? false;
   return {
     ...o,
     boolean: true,
     placeholder: '',
-    default: false,
-    shownDefault: 'off',
+    default: on,
+    shownDefault: on ? `on; --${o.name}=false turns it off` : 'off',
     parse: parseBoolean(o.name),
   };
 }
@@ -283,7 +287,8 @@ function last(args: Args, name: string): unknown {
 
 function readBoolean(args: Args, flag: Flag<unknown>): boolean {
   const v = last(args, flag.name);
-  if (v === undefined || v === false) return false;
+  if (v === undefined) return flag.default === true;
+  if (v === false) return false;
   if (v === true) return true;
   return parseBoolean(flag.name)(String(v));
 }

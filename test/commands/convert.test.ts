@@ -8,8 +8,8 @@ import {
   type ConvertIo,
   convert,
   openInput,
-  parseRfc3339,
 } from '../../src/commands/convert.ts';
+import { parseRfc3339 } from '../../src/commands/convert-line.ts';
 import { checkEvents } from '../../testing/harness/event-oracles.ts';
 import { runToExit } from '../helpers/server-process.ts';
 

@@ -125,6 +125,29 @@ describe('parseFlags', () => {
     });
   });
 
+  it('keeps a default-on boolean on unless it is given as =false', () => {
+    const table = { eager: booleanFlag({ name: 'eager', default: true, section: 'A', help: 'Hurry' }) };
+    const values = (argv: string[]) => {
+      const parsed = parseFlags(table, argv);
+      if (parsed.kind !== 'values') throw new Error(JSON.stringify(parsed));
+      return parsed.values.eager;
+    };
+    expect([values([]), values(['--eager']), values(['--eager=true']), values(['--eager=false'])]).toEqual([
+      true,
+      true,
+      true,
+      false,
+    ]);
+    expect(values(['--eager=false', '--eager'])).toBe(true);
+    expect(parseFlags(table, ['--eager=no'])).toEqual({
+      kind: 'error',
+      message: '--eager takes no value (or true/false), got "no"',
+    });
+    expect(renderHelp({ usage: ['t'], about: 'x', table })).toContain(
+      'Hurry (default: on; --eager=false turns it off)',
+    );
+  });
+
   it('rounds sub-millisecond durations up to the 1 ms a timer can wait', () => {
     const parsed = parseFlags(TABLE, ['--wait=100us']);
     expect(parsed.kind === 'values' && parsed.values.wait).toBe(1);

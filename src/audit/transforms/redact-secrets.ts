@@ -21,6 +21,13 @@ import type { AdmissionRecord } from '../record.ts';
 /** What the marker starts with; the rest is the base64url HMAC. */
 export const REDACTED_PREFIX = 'redacted:hmac-sha256:';
 
+/**
+ * A whole marker: the prefix and the 43 base64url characters of a 32-byte HMAC. A value that already
+ * is one is kept, so redacting a line again (`convert`, `forward` over a redacted log) leaves its
+ * markers as they were instead of hashing the markers themselves.
+ */
+const MARKER = new RegExp(`^${REDACTED_PREFIX}[A-Za-z0-9_-]{43}$`);
+
 /** Length of a key made at start: as long as the hash, the most HMAC-SHA256 makes use of. */
 const RANDOM_KEY_BYTES = 32;
 
@@ -112,6 +119,7 @@ export function createSecretRedactor(options: RedactorOptions = {}): Redactor {
   function markValue(bytes: Uint8Array, start: number, end: number, base64: boolean): Uint8Array {
     const text = stringToken(bytes, start, end);
     if (text === undefined) return marker(bytes.subarray(start, end));
+    if (MARKER.test(text)) return bytes.subarray(start, end);
     if (base64) {
       const decoded = Buffer.from(text, 'base64');
       // Buffer skips what is not base64; hash the text itself unless it round-trips.
