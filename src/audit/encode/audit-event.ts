@@ -84,6 +84,35 @@ function userJson(info: UserInfo): string {
   return JSON.stringify(user);
 }
 
+/** UserInfo's fields, and the first byte each one's value must have: a string, an array, an object. */
+const USER_FIELDS: readonly (readonly [Uint8Array, number])[] = [
+  [encoder.encode('"username"'), QUOTE],
+  [encoder.encode('"uid"'), QUOTE],
+  [encoder.encode('"groups"'), 0x5b],
+  [encoder.encode('"extra"'), 0x7b],
+];
+
+/**
+ * The request's userInfo as the Event's `user`: its own bytes when it holds only UserInfo's four
+ * fields with values of the right kind (what the API server sends: no decoding, no re-encoding), or
+ * else rebuilt from the decoded fields, so that the line always decodes as an Event.
+ */
+function userBytes(record: AdmissionRecord): string {
+  const bytes = record.bytes;
+  const start = record.start('userInfo');
+  if (start < 0 || bytes[start] !== 0x7b) return '{"username":""}';
+  let clean = true;
+  let hasUsername = false;
+  eachMember(bytes, start, (m) => {
+    const field = USER_FIELDS.findIndex(([key]) => equalsToken(bytes, m.keyStart, m.keyEnd, key));
+    if (field === 0) hasUsername = true;
+    clean = field >= 0 && (USER_FIELDS[field] as readonly [Uint8Array, number])[1] === bytes[m.valueStart];
+    return !clean;
+  });
+  if (clean && hasUsername) return decoder.decode(bytes.subarray(start, record.end('userInfo')));
+  return userJson(record.userInfo);
+}
+
 /** An object's `metadata.uid` and `metadata.resourceVersion`, for objectRef. */
 type Identity = { uid: string | undefined; resourceVersion: string | undefined };
 
@@ -233,7 +262,7 @@ export function encodeAuditEvent(
   const start = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"${ctx.decision.level}","auditID":${decoder.decode(record.uidToken)},"stage":"`;
   const rest =
     `","requestURI":${JSON.stringify(requestUriOf(record, t))},"verb":"${verb}",` +
-    `"user":${userJson(record.userInfo)},"objectRef":${objectRefJson(record, t)}` +
+    `"user":${userBytes(record)},"objectRef":${objectRefJson(record, t)}` +
     (ctx.syntheticResponseStatus
       ? `,"responseStatus":{"metadata":{},"code":${verb === 'create' ? 201 : 200}}`
       : '');

@@ -46,18 +46,19 @@ export type RedactorOptions = {
 /** Adds the edits that redact a Secret in the record; does nothing for anything else. */
 export type Redactor = (record: AdmissionRecord, edits: EditList) => void;
 
-/** Whether the bytes `[start, end)` contain `token`. */
+/**
+ * Whether the bytes `[start, end)` contain `token`. Searches for the token's second byte (its first
+ * is a quote, of which JSON has many) and compares around each hit.
+ */
 function contains(bytes: Uint8Array, start: number, end: number, token: Uint8Array): boolean {
   if (start < 0) return false;
-  const first = token[0] as number;
+  const second = token[1] as number;
   for (
-    let i = bytes.indexOf(first, start);
-    i >= 0 && i + token.length <= end;
-    i = bytes.indexOf(first, i + 1)
+    let i = bytes.indexOf(second, start + 1);
+    i >= 0 && i - 1 + token.length <= end;
+    i = bytes.indexOf(second, i + 1)
   ) {
-    let k = 1;
-    while (k < token.length && bytes[i + k] === token[k]) k++;
-    if (k === token.length) return true;
+    if (equalsToken(bytes, i - 1, i - 1 + token.length, token)) return true;
   }
   return false;
 }
