@@ -1,7 +1,7 @@
 /**
  * @module test/shippers/rsyslog — a real shipper on the real file: rsyslogd from Debian, configured by
  * testing/shippers/rsyslog/kube-audit-rest.conf, follows the audit log that the compiled kube-audit-rest
- * writes under load through dozens of rotations; every acknowledged request arrives exactly once, and
+ * writes under load through dozens of rotations, with the cores kept busy; every acknowledged request arrives exactly once, and
  * every line arrives byte for byte as it was written (lines of 5 MiB included).
  */
 import { afterEach, beforeAll, describe, expect, it } from 'bun:test';
@@ -32,6 +32,13 @@ const CLIENTS = 8;
 const DELIVERY_DEADLINE_MS = 30_000;
 /** rsyslogd writes its pid file and opens its inputs within this long. */
 const START_DEADLINE_MS = 10_000;
+/**
+ * Processes that keep the cores busy while the load runs, as other work on a node does: rsyslog's
+ * handling of renames goes wrong mostly when it is not scheduled at once (see docs/operations.md).
+ */
+const BUSY_PROCESSES = 2;
+/** A spinning process ends by itself after this long, should the test not stop it. */
+const BUSY_LIMIT_SECONDS = 60;
 
 type Rsyslog = { proc: Bun.Subprocess<'ignore', 'ignore', 'pipe'>; stderr: () => string; output: string };
 
@@ -41,6 +48,7 @@ let certDir: string;
 let dir: string;
 let server: ServerProcess | undefined;
 let rsyslog: Rsyslog | undefined;
+let busy: Bun.Subprocess[] = [];
 
 beforeAll(async () => {
   certDir = mkdtempSync(join(tmpdir(), 'kar-rsyslog-certs-'));
@@ -49,6 +57,8 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
+  for (const p of busy) p.kill('SIGKILL');
+  busy = [];
   await server?.terminate();
   rsyslog?.proc.kill('SIGKILL');
   await rsyslog?.proc.exited;
@@ -59,7 +69,7 @@ afterEach(async () => {
 
 /** Starts rsyslogd in the foreground with the example configuration, paths moved into `dir`. */
 function startRsyslog(logDir: string): Rsyslog {
-  const rsyslogd = Bun.which('rsyslogd') ?? Bun.which('/usr/sbin/rsyslogd');
+  const rsyslogd = Bun.which('rsyslogd');
   // Fail, never skip: testing/setup/setup.sh installs it (Debian package rsyslog).
   if (rsyslogd === null)
     throw new Error('rsyslogd is not installed: apt-get install rsyslog (testing/setup)');
@@ -196,6 +206,14 @@ async function shipUnderLoad(
     'rsyslog to ship the first line',
   );
 
+  busy = Array.from({ length: BUSY_PROCESSES }, () =>
+    // bash itself spins (no child to outlive a kill) and stops after BUSY_LIMIT_SECONDS regardless.
+    Bun.spawn(['bash', '-c', `while (( SECONDS < ${BUSY_LIMIT_SECONDS} )); do :; done`], {
+      stdin: 'ignore',
+      stdout: 'ignore',
+      stderr: 'ignore',
+    }),
+  );
   const acknowledged = await load(port, count, perSecond, sizeOf);
   const logFiles = readdirSync(logDir).filter((f) => f.startsWith('audit'));
   const written = logFiles.flatMap((f) => linesOf(join(logDir, f)));
@@ -213,6 +231,7 @@ async function shipUnderLoad(
     DELIVERY_DEADLINE_MS,
     `rsyslog to ship ${writtenBytes} bytes (${shippedBytes()} so far)`,
   );
+  for (const p of busy) p.kill('SIGKILL');
   shipper.proc.kill('SIGTERM');
   expect(await shipper.proc.exited).toBe(0);
   const shipped = linesOf(shipper.output);
@@ -221,13 +240,14 @@ async function shipUnderLoad(
 
 describe('rsyslog with testing/shippers/rsyslog/kube-audit-rest.conf', () => {
   it('ships every acknowledged line exactly once, byte for byte, across dozens of rotations under load', async () => {
-    // ~30 MB in 1 MB files: 8,000 reviews of 1 KB, with one of 200 KB in every 100 and one of 700 KB
-    // (past rsyslog's default 8k message size) in every 1,000, at 2,000 a second.
+    // ~35 MB in 1 MB files: 8,000 reviews of 1 KB, with one of 200 KB in every 100 (past rsyslog's
+    // default 8k message size) and one of 1.5 MB in every 1,000 (past --logger-max-size, so it goes
+    // alone into a file that is rotated again by the next line), at 2,000 a second.
     const { acknowledged, logFiles, written, shipped } = await shipUnderLoad(
       ['--logger-max-size=1'],
       8_000,
       2_000,
-      (i) => (i % 1000 === 999 ? 700_000 : i % 100 === 99 ? 200_000 : 1_000),
+      (i) => (i % 1000 === 999 ? 1_500_000 : i % 100 === 99 ? 200_000 : 1_000),
     );
     expect(acknowledged.length).toBe(8_000);
     expect(logFiles.length).toBeGreaterThan(25);
