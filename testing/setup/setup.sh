@@ -100,10 +100,12 @@ missing_pips() {
 
 mapfile -t debs < <(missing_debs)
 mapfile -t pips < <(missing_pips)
+tried_install=0
 
 if [[ ${#debs[@]} -gt 0 ]]; then
   if [[ $check_only -eq 0 && $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
     say "installing Debian packages: ${debs[*]}"
+    tried_install=1
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
     mapfile -t debs < <(missing_debs)
@@ -112,6 +114,7 @@ fi
 if [[ ${#pips[@]} -gt 0 ]]; then
   if [[ $check_only -eq 0 ]] && command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; then
     say "installing from PyPI: ${pips[*]}"
+    tried_install=1
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pips[@]}"
     hash -r
     mapfile -t pips < <(missing_pips)
@@ -119,6 +122,7 @@ if [[ ${#pips[@]} -gt 0 ]]; then
 fi
 
 if [[ ${#debs[@]} -gt 0 || ${#pips[@]} -gt 0 ]]; then
+  if [[ $tried_install -eq 1 ]]; then say "installing did not bring every command the tests need"; fi
   say "missing what the tests need (listed in ${needs#"$repo/"}):"
   [[ ${#debs[@]} -eq 0 ]] || say "  Debian packages: ${debs[*]}    install: sudo apt-get install ${debs[*]}"
   [[ ${#pips[@]} -eq 0 ]] || say "  PyPI: ${pips[*]}    install: python3 -m pip install ${pips[*]}"
