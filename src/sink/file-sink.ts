@@ -20,7 +20,7 @@ import {
   renameSync,
   type Stats,
 } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { dirname } from 'node:path';
 import type { Logger } from '../support/log.ts';
 import { silentLogger } from '../support/log.ts';
 import { createBackupKeeper } from './backups.ts';
@@ -439,8 +439,11 @@ export function createFileSink(options: FileSinkOptions): LineSink {
   }
 
   async function close(): Promise<void> {
-    closeSync(file.fd);
-    await backups.close();
+    try {
+      closeSync(file.fd);
+    } finally {
+      await backups.close();
+    }
   }
 
   syncDirectory();
@@ -452,7 +455,7 @@ export function createFileSink(options: FileSinkOptions): LineSink {
     maxAgeDays,
     compress,
     fsync,
-    probeFile: basename(probeName),
+    probeFile: probeName,
   });
   return createBatchWriter({
     target: { writeBatch, probe, close },
