@@ -191,7 +191,7 @@ export function openLogFile(path: string): OpenLog {
   }
 }
 
-/** The name of the space probe's file beside the log: hidden, and never taken for a log or backup. */
+/** Names the space probe's file beside the log: hidden, and never taken for a log or a backup. */
 export function probeFileName(logPath: string): string {
   return `.${basename(logPath)}.space-probe`;
 }
