@@ -74,7 +74,11 @@ const MAX_PROBE_BYTES = MEBIBYTE;
  * flushes. The flush runs on the event loop: moving it to Bun's thread pool measured no faster, since
  * every waiting request is in the batch being flushed (testing/README.md has the figures).
  */
-export type FsyncMode = 'never' | 'always';
+/** The values `--fsync` takes. */
+export const FSYNC_MODES = ['never', 'always'] as const;
+
+/** One of {@link FSYNC_MODES}. */
+export type FsyncMode = (typeof FSYNC_MODES)[number];
 
 /**
  * Default least time between two `lstat`s of the path (rename detection). Lines written in that

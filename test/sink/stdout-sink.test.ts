@@ -261,8 +261,11 @@ describe('createStdoutSink', () => {
     await sink.write(jsonLine('first', 100));
     await waitFor(() => Bun.file(out).size === 100, 5000, 'cat to copy the first line');
     reader.kill('SIGSTOP');
-    // Larger than the pipe: part of it goes in, then the pipe is full and the reader is stopped.
-    await expect(sink.write(jsonLine('cut', 100 * 1024))).rejects.toBeInstanceOf(SinkWriteError);
+    // A signal is delivered asynchronously: wait until the reader really is stopped ("T" in its stat).
+    const stopped = () => /^\d+ \(.*\) T /.test(readFileSync(`/proc/${reader.pid}/stat`, 'utf8'));
+    await waitFor(stopped, 5000, 'cat to be stopped');
+    // Far larger than the pipe: part of it goes in, then the pipe is full and the reader is stopped.
+    await expect(sink.write(jsonLine('cut', 1024 * 1024))).rejects.toBeInstanceOf(SinkWriteError);
     await expect(sink.write(jsonLine('refused', 100))).rejects.toBeInstanceOf(SinkWriteError);
     expect(sink.ready()).toBe(false);
     reader.kill('SIGCONT');
