@@ -165,7 +165,8 @@ function targetOf(record: AdmissionRecord): Target {
     version: typeof gvr.version === 'string' ? gvr.version : '',
     resource: typeof gvr.resource === 'string' ? gvr.resource : '',
     subresource: sub ?? '',
-    namespace: record.namespace ?? '',
+    // A Namespace is cluster-scoped: admission names it in `namespace` too, its URL and objectRef do not.
+    namespace: gvr.group === '' && gvr.resource === 'namespaces' ? '' : (record.namespace ?? ''),
     name: record.name ?? '',
   };
 }
@@ -193,8 +194,7 @@ function connectQuery(record: AdmissionRecord, subresource: string, query: URLSe
  */
 export function requestUriOf(record: AdmissionRecord, t: Target): string {
   let path = t.group === '' ? `/api/${t.version}` : `/apis/${t.group}/${t.version}`;
-  const isNamespace = t.group === '' && t.resource === 'namespaces';
-  if (t.namespace !== '' && !isNamespace) path += `/namespaces/${encodeURIComponent(t.namespace)}`;
+  if (t.namespace !== '') path += `/namespaces/${encodeURIComponent(t.namespace)}`;
   path += `/${t.resource}`;
   const named = !(record.operation === 'CREATE' && t.subresource === '');
   if (named && t.name !== '') path += `/${encodeURIComponent(t.name)}`;
