@@ -103,6 +103,26 @@ export function integerFlag(
   };
 }
 
+/** A decimal-number flag (`10`, `2.5`, `.5`) in `[min, max]`, for rates that need not be whole. */
+export function numberFlag(
+  o: Common & { placeholder: string; default: number; min: number; max: number },
+): Flag<number> {
+  return {
+    ...o,
+    boolean: false,
+    shownDefault: String(o.default),
+    parse(text) {
+      if (!/^(\d+(\.\d*)?|\.\d+)$/.test(text))
+        throw new FlagError(`--${o.name} must be a number, got "${text}"`);
+      const n = Number(text);
+      if (n < o.min || n > o.max) {
+        throw new FlagError(`--${o.name} must be between ${o.min} and ${o.max}, got ${text}`);
+      }
+      return n;
+    },
+  };
+}
+
 /** A flag that takes one of a fixed set of words. */
 export function choiceFlag<const V extends string>(
   o: Common & { values: readonly V[]; default: V },

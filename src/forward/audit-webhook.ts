@@ -16,19 +16,19 @@ import type { WebhookTarget } from './webhook-config.ts';
 import { loadWebhookConfig } from './webhook-config.ts';
 
 /** The API server's `--audit-webhook-batch-buffer-size` default. */
-const DEFAULT_BUFFER_SIZE = 10_000;
+export const DEFAULT_BUFFER_SIZE = 10_000;
 /** The API server's `--audit-webhook-batch-max-size` default. */
-const DEFAULT_MAX_SIZE = 400;
+export const DEFAULT_MAX_SIZE = 400;
 /** The API server's `--audit-webhook-batch-max-wait` default. */
-const DEFAULT_MAX_WAIT_MS = 30_000;
+export const DEFAULT_MAX_WAIT_MS = 30_000;
 /** The API server's `--audit-webhook-batch-throttle-qps` default. */
-const DEFAULT_THROTTLE_QPS = 10;
+export const DEFAULT_THROTTLE_QPS = 10;
 /** The API server's `--audit-webhook-batch-throttle-burst` default. */
-const DEFAULT_THROTTLE_BURST = 15;
+export const DEFAULT_THROTTLE_BURST = 15;
 /** The API server's `--audit-webhook-initial-backoff` default. */
-const DEFAULT_INITIAL_BACKOFF_MS = 10_000;
+export const DEFAULT_INITIAL_BACKOFF_MS = 10_000;
 /** Longest wait between attempts: unlike the API server we never give up, so the wait is capped instead. */
-const DEFAULT_MAX_BACKOFF_MS = 60_000;
+export const DEFAULT_MAX_BACKOFF_MS = 60_000;
 /** The API server's backoff grows by half each step, with 20% jitter (its DefaultRetryBackoff). */
 const BACKOFF_FACTOR = 1.5;
 const BACKOFF_JITTER = 0.2;
@@ -36,9 +36,9 @@ const BACKOFF_JITTER = 0.2;
  * Default largest request body: the API server's `--audit-webhook-truncate-max-batch-size`
  * default, the size it holds batches to when it truncates. A single larger event goes alone.
  */
-const DEFAULT_MAX_BATCH_BYTES = 10 * 1024 * 1024;
+export const DEFAULT_MAX_BATCH_BYTES = 10 * 1024 * 1024;
 /** Default time for one POST, from sending to the receiver's answer. */
-const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 /** Answers meaning the receiver refuses this content: sending it again cannot help. 401, 403, 404 are configuration, retried. */
 const PERMANENT_STATUSES = new Set([400, 413, 415, 422]);

@@ -22,16 +22,20 @@ import type { StartAt, Tail, TailPosition } from './tail.ts';
 import { createTail } from './tail.ts';
 
 /** Default time between looks at the log when caught up: a quarter second of added latency at most. */
-const DEFAULT_POLL_INTERVAL_MS = 250;
+export const DEFAULT_POLL_INTERVAL_MS = 250;
 
 /** Default time `stop()` lets a send in flight finish before aborting it (its batch is then sent again next start). */
-const DEFAULT_STOP_GRACE_MS = 5000;
+export const DEFAULT_STOP_GRACE_MS = 5000;
 
 /** Least time between two warnings about lines that are not audit events, so a garbage file cannot flood the log. */
 const DROP_WARNING_INTERVAL_MS = 10_000;
 
-/** Turns one audit-log line into the event to send, or undefined if the line is not an audit record. */
-export type LineConverter = (line: Uint8Array) => Uint8Array | undefined;
+/**
+ * Turns one audit-log line into the event to send (or several, in order: a long-running CONNECT is
+ * two stages), none (an empty list: a record the policy leaves out, skipped without a count), or
+ * undefined (or a throw, whose message is logged) if the line is not an audit record.
+ */
+export type LineConverter = (line: Uint8Array) => Uint8Array | readonly Uint8Array[] | undefined;
 
 /** Options for {@link createForwarder}; the CLI maps `kube-audit-rest forward` flags onto these 1:1. */
 export type ForwardOptions = {
@@ -77,6 +81,13 @@ export type Forwarder = {
   start(): void;
   /** Stops reading, lets a send in flight finish (up to `stopGraceMs`), writes the checkpoint if it did, closes the file. */
   stop(): Promise<void>;
+  /**
+   * Forwards what the log holds now, sending a batch as soon as nothing more is there to read
+   * rather than waiting for it to fill, then stops as {@link Forwarder.stop} does. Resolves true
+   * when everything was delivered, false when `timeoutMs` passed first (or the forwarder was not
+   * running). For a pod whose log volume goes with it: the webhook has stopped writing by then.
+   */
+  drain(timeoutMs: number): Promise<boolean>;
   /** Settles when the loop ends: after `stop()`, or rejects if the loop failed unexpectedly. */
   readonly done: Promise<void>;
   /** The counters, also on the registry. */
@@ -155,10 +166,18 @@ export function createForwarder(options: ForwardOptions): Forwarder {
   let pending: Pending[] = [];
   let committed: TailPosition | undefined;
   let lastCommitAt = now();
+  /** When the forwarder last found nothing left to read; lines written after that wait from then at most. */
+  let caughtUpAt = now();
   let lastDropWarning = Number.NEGATIVE_INFINITY;
   let stopping = false;
+  /** Set by drain(): send what is there without waiting, and end once nothing is left. */
+  let draining = false;
+  let caughtUp = false;
   /** Aborts sleeps at once when stopping. */
   const wake = new AbortController();
+  /** Aborts the wait for a batch to fill when a drain begins. */
+  const hurry = new AbortController();
+  const napSignal = AbortSignal.any([wake.signal, hurry.signal]);
   /** Aborts a send in flight, `stopGraceMs` after stopping. */
   const abortSend = new AbortController();
   let settle: { resolve: () => void; reject: (error: unknown) => void } | undefined;
@@ -175,7 +194,7 @@ export function createForwarder(options: ForwardOptions): Forwarder {
     },
     checkpointAgeSeconds: () => {
       const waiting = pending.length > 0 || (tail ? tail.backlogBytes() : 0) > 0;
-      return waiting ? Math.max(0, (now() - lastCommitAt) / 1000) : 0;
+      return waiting ? Math.max(0, (now() - Math.max(lastCommitAt, caughtUpAt)) / 1000) : 0;
     },
   });
 
@@ -204,7 +223,11 @@ export function createForwarder(options: ForwardOptions): Forwarder {
   }
 
   /** Reads until a batch is full, its wait is over, or (with nothing read) the position moved. */
-  async function collect(): Promise<{ events: Pending[]; position: TailPosition | undefined }> {
+  async function collect(): Promise<{
+    events: Pending[];
+    position: TailPosition | undefined;
+    drained: boolean;
+  }> {
     const t = tail as Tail;
     const { maxEvents, maxBytes, maxWaitMs } = sink.batch;
     const events: Pending[] = [];
@@ -216,38 +239,45 @@ export function createForwarder(options: ForwardOptions): Forwarder {
       const read = await t.read(maxEvents - events.length, Math.max(1, maxBytes - bytes));
       if (read.position) position = read.position;
       for (const line of read.lines) {
-        let converted: Uint8Array | undefined;
+        let converted: Uint8Array | readonly Uint8Array[] | undefined;
         try {
           converted = convert(line);
         } catch (error) {
           warnDropped(line, 'conversion failed', error);
           continue;
         }
-        if (!converted) {
+        if (converted === undefined) {
           warnDropped(line, 'not an audit record');
           continue;
         }
-        const meta = eventMeta(converted) ?? {};
-        events.push({
-          event: { bytes: converted, meta },
-          lineBytes: line.length + 1,
-          since: meta.receivedAtMs ?? now(),
+        const list = converted instanceof Uint8Array ? [converted] : converted;
+        list.forEach((one, i) => {
+          const meta = eventMeta(one) ?? {};
+          events.push({
+            event: { bytes: one, meta },
+            // The line's bytes wait with its first event; the others add none to the lag.
+            lineBytes: i === 0 ? line.length + 1 : 0,
+            since: meta.receivedAtMs ?? now(),
+          });
+          bytes += one.length;
         });
-        bytes += converted.length;
-        if (events.length === 1) deadline = now() + maxWaitMs;
+        if (events.length === list.length) deadline = now() + maxWaitMs;
       }
       if (events.length >= maxEvents || bytes >= maxBytes) break;
       if (read.lines.length > 0) continue; // more may be ready now
       if (events.length === 0) {
         if (!samePosition(position, committed)) break; // skipped lines or a new file: move the checkpoint
-        await sleep(pollIntervalMs, wake.signal);
+        caughtUpAt = now();
+        if (draining) return { events, position, drained: true };
+        await sleep(pollIntervalMs, napSignal);
         continue;
       }
+      if (draining) break; // nothing more to read now: send what there is
       const left = deadline - now();
       if (left <= 0) break;
-      await sleep(Math.min(pollIntervalMs, left), wake.signal);
+      await sleep(Math.min(pollIntervalMs, left), napSignal);
     }
-    return { events, position };
+    return { events, position, drained: false };
   }
 
   /** Sends until acknowledged or refused for good (true), or until stopped (false). Splits refused batches. */
@@ -295,7 +325,11 @@ export function createForwarder(options: ForwardOptions): Forwarder {
 
   async function run(): Promise<void> {
     while (!stopping) {
-      const { events, position } = await collect();
+      const { events, position, drained } = await collect();
+      if (drained) {
+        caughtUp = true;
+        break;
+      }
       if (events.length > 0 && !(await deliver(events))) break;
       commit(position);
       pending = [];
@@ -349,5 +383,25 @@ export function createForwarder(options: ForwardOptions): Forwarder {
     await done;
   }
 
-  return { start, stop, done, metrics };
+  async function drain(timeoutMs: number): Promise<boolean> {
+    if (!tail || stopping) {
+      await stop();
+      return false;
+    }
+    draining = true;
+    hurry.abort();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    try {
+      await Promise.race([done.catch(() => {}), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+    await stop();
+    return caughtUp;
+  }
+
+  return { start, stop, drain, done, metrics };
 }

@@ -32,7 +32,7 @@ export type KafkaKey = 'cluster' | 'object';
 export const KAFKA_SASL_MECHANISMS = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] as const;
 
 /** Default batch: many small records per request, and a short wait so lag stays low. */
-const DEFAULT_KAFKA_BATCH: BatchLimits = {
+export const DEFAULT_KAFKA_BATCH: BatchLimits = {
   maxEvents: 1000,
   // Below the broker's default message.max.bytes (1,048,588) even before compression.
   maxBytes: 1024 * 1024 - 1024,
@@ -40,7 +40,7 @@ const DEFAULT_KAFKA_BATCH: BatchLimits = {
 };
 
 /** Default backoff: brokers come back within seconds (leader election); cap at 30 s so recovery is quick. */
-const DEFAULT_KAFKA_RETRY: RetryPolicy = {
+export const DEFAULT_KAFKA_RETRY: RetryPolicy = {
   initialBackoffMs: 1000,
   maxBackoffMs: 30_000,
   factor: 2,
@@ -48,7 +48,7 @@ const DEFAULT_KAFKA_RETRY: RetryPolicy = {
 };
 
 /** Default time the broker has to acknowledge a request, and to connect. */
-const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_KAFKA_TIMEOUT_MS = 30_000;
 
 /**
  * Attempts inside the client before a send fails to the forwarder (whose own retries never end).
@@ -169,7 +169,7 @@ export function createKafkaSink(options: KafkaSinkOptions): ForwardSink {
       `kafka: compression (--kafka-compression) must be one of ${KAFKA_COMPRESSIONS.join(', ')}, got ${String(compression)}`,
     );
   }
-  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_KAFKA_TIMEOUT_MS;
   if (!Number.isFinite(requestTimeoutMs) || requestTimeoutMs <= 0) {
     throw new RangeError(
       `kafka: requestTimeoutMs (--kafka-timeout) must be positive, got ${requestTimeoutMs}`,

@@ -16,7 +16,7 @@ export type ForwardGauges = {
   lagBytes(): number;
   /** Age of the oldest line read and not yet delivered, seconds; 0 when none waits. */
   lagSeconds(): number;
-  /** Seconds since the checkpoint was last written while something waits; 0 when caught up. */
+  /** Seconds since the checkpoint was last written (or nothing was left to read) while something waits; 0 when caught up. */
   checkpointAgeSeconds(): number;
 };
 
@@ -69,7 +69,9 @@ export function createForwardMetrics(registry: Registry, gauges: ForwardGauges):
   });
   new Gauge({
     name: 'kube_audit_rest_forward_checkpoint_age_seconds',
-    help: 'Seconds since the forwarding checkpoint was last written, while lines wait; 0 when caught up',
+    help:
+      'Seconds since the forwarding checkpoint was last written or the forwarder last had nothing to ' +
+      'read, while lines wait; 0 when caught up',
     registers: [registry],
     collect() {
       this.set(gauges.checkpointAgeSeconds());

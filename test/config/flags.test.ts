@@ -6,6 +6,7 @@ import {
   formatDuration,
   integerFlag,
   MAX_DURATION_MS,
+  numberFlag,
   parseDuration,
   parseFlags,
   renderHelp,
@@ -146,6 +147,33 @@ describe('parseFlags', () => {
     expect(renderHelp({ usage: ['t'], about: 'x', table })).toContain(
       'Hurry (default: on; --eager=false turns it off)',
     );
+  });
+
+  it('reads decimal numbers within their range and refuses anything else, naming the flag', () => {
+    const table = {
+      rate: numberFlag({
+        name: 'rate',
+        placeholder: 'QPS',
+        default: 10,
+        min: 0.01,
+        max: 100,
+        section: 'A',
+        help: 'R',
+      }),
+    };
+    const read = (argv: string[]) => {
+      const parsed = parseFlags(table, argv);
+      return parsed.kind === 'values' ? parsed.values.rate : parsed;
+    };
+    expect([read([]), read(['--rate=2.5']), read(['--rate=.5']), read(['--rate', '7'])]).toEqual([
+      10, 2.5, 0.5, 7,
+    ]);
+    expect(read(['--rate=1e3'])).toEqual({ kind: 'error', message: '--rate must be a number, got "1e3"' });
+    expect(read(['--rate=0'])).toEqual({
+      kind: 'error',
+      message: '--rate must be between 0.01 and 100, got 0',
+    });
+    expect(read(['--rate=-1'])).toEqual({ kind: 'error', message: '--rate must be a number, got "-1"' });
   });
 
   it('rounds sub-millisecond durations up to the 1 ms a timer can wait', () => {

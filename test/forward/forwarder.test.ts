@@ -198,4 +198,82 @@ describe('createForwarder', () => {
     await forwarder.stop();
     expect(sink.received).toEqual(['Z-0', 'Z-1', 'Z-2']);
   });
+
+  it('sends every event a converter makes of one line, in order, and counts the line once in the lag', async () => {
+    const sink = recordingSink();
+    const registry = new Registry();
+    appendEvents(log, ids('two', 0, 3));
+    const encoder = new TextEncoder();
+    const decoder = new TextDecoder();
+    const forwarder = createForwarder(
+      options({
+        sink,
+        registry,
+        convert: (line) => {
+          const text = decoder.decode(line);
+          return [encoder.encode(text.replace('"two-', '"a-')), encoder.encode(text.replace('"two-', '"b-'))];
+        },
+      }),
+    );
+    forwarder.start();
+    await until(() => sink.received.length === 6, 'six events');
+    await forwarder.stop();
+    expect(sink.received).toEqual(['a-0', 'b-0', 'a-1', 'b-1', 'a-2', 'b-2']);
+    expect(forwarder.metrics.value('delivered')).toBe(6);
+    expect(await metric(registry, 'kube_audit_rest_forward_lag_bytes')).toBe(0);
+  });
+
+  it('drains what the log holds without waiting for a batch to fill, then stops with the checkpoint at the end', async () => {
+    // A batch would wait a minute to fill: draining sends it as soon as nothing more is there.
+    const sink = recordingSink({ maxEvents: 1000, maxBytes: 1 << 20, maxWaitMs: 60_000 });
+    const registry = new Registry();
+    const forwarder = createForwarder(options({ sink, registry, pollIntervalMs: 20 }));
+    forwarder.start();
+    appendEvents(log, ids('d', 0, 40));
+    // Read and waiting in a batch: the lag in seconds counts from the oldest event read.
+    const deadline = Date.now() + 10_000;
+    while ((await metric(registry, 'kube_audit_rest_forward_lag_seconds')) === 0) {
+      if (Date.now() > deadline) throw new Error('the events were never read');
+      await Bun.sleep(5);
+    }
+    expect(sink.calls).toBe(0);
+    const started = performance.now();
+    expect(await forwarder.drain(10_000)).toBe(true);
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(sink.received).toEqual(ids('d', 0, 40));
+    expect(readCheckpoint(checkpointPath)?.offset).toBe(Bun.file(log).size);
+    await forwarder.done;
+  });
+
+  it('gives up draining at the timeout while the destination is down, leaving the checkpoint where it was', async () => {
+    const sink = recordingSink({ maxEvents: 10, maxBytes: 1 << 20, maxWaitMs: 5 });
+    sink.fail = () => 'retry';
+    appendEvents(log, ids('t', 0, 15));
+    const forwarder = createForwarder(options({ sink, stopGraceMs: 50 }));
+    forwarder.start();
+    await until(() => sink.calls >= 1, 'a first attempt');
+    const started = performance.now();
+    expect(await forwarder.drain(300)).toBe(false);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(sink.received).toEqual([]);
+    expect(readCheckpoint(checkpointPath)).toBeUndefined();
+  });
+
+  it('counts the checkpoint age from the end of an idle spell, not from the last checkpoint before it', async () => {
+    const sink = recordingSink({ maxEvents: 10, maxBytes: 1 << 20, maxWaitMs: 5 });
+    const registry = new Registry();
+    appendEvents(log, ['before']);
+    const forwarder = createForwarder(options({ sink, registry }));
+    forwarder.start();
+    await until(() => sink.received.length === 1, 'the first event');
+    await Bun.sleep(1000); // an idle second: nothing to forward
+    sink.fail = () => 'retry';
+    appendEvents(log, ['after']);
+    await until(() => sink.calls >= 3, 'failed attempts at the new line');
+    const age = await metric(registry, 'kube_audit_rest_forward_checkpoint_age_seconds');
+    await forwarder.stop();
+    expect(age).toBeGreaterThan(0);
+    expect(age).toBeLessThan(0.9);
+  });
 });
