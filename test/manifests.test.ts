@@ -71,12 +71,35 @@ type Container = {
   };
 };
 type Volume = { name: string; secret?: { secretName: string }; emptyDir?: { sizeLimit?: string } };
+/** An init container; with restartPolicy Always, a native sidecar. */
+type InitContainer = Omit<Container, 'readinessProbe'> & {
+  name: string;
+  restartPolicy?: string;
+  readinessProbe?: Probe;
+};
 type PodSpec = {
   automountServiceAccountToken?: boolean;
   terminationGracePeriodSeconds?: number;
   securityContext: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
   containers: Container[];
+  initContainers?: InitContainer[];
   volumes: Volume[];
+};
+type NetworkPolicy = K8sObject & {
+  spec: {
+    policyTypes: string[];
+    ingress?: { ports: { port: number }[] }[];
+    egress?: { ports: { port: number; protocol: string }[] }[];
+  };
+};
+type Hpa = K8sObject & {
+  spec: {
+    scaleTargetRef: { apiVersion: string; kind: string; name: string };
+    minReplicas: number;
+    maxReplicas: number;
+    metrics: { type: string; resource: { name: string; target: { type: string } } }[];
+    behavior?: { scaleDown?: { policies?: { type: string; value: number }[] } };
+  };
 };
 type Deployment = K8sObject & { spec: { replicas: number; template: { spec: PodSpec } } };
 type Service = K8sObject & {
@@ -173,6 +196,60 @@ function mainContainer(deployment: Deployment): Container {
   const container = deployment.spec.template.spec.containers[0];
   if (container === undefined) throw new Error('the Deployment has no container');
   return container;
+}
+
+/**
+ * Checks the forward sidecar of a pod: a native sidecar running `forward` on the webhook's own log,
+ * mounted read-write from the same volume (the checkpoint goes beside it), its metrics port matching
+ * the Service and the NetworkPolicy, no readiness probe (a destination outage must not take the pod
+ * out of the Service), restricted like the webhook, and a grace period that covers the webhook's
+ * stop and the drain. Returns the sidecar.
+ */
+function expectForwardSidecar(objects: readonly K8sObject[]): InitContainer {
+  const deployment = only<Deployment>(objects, 'Deployment');
+  const pod = deployment.spec.template.spec;
+  const webhook = mainContainer(deployment);
+  const sidecar = pod.initContainers?.find((c) => c.name === 'forward');
+  if (sidecar === undefined) throw new Error('no forward init container');
+  expect(sidecar.restartPolicy).toBe('Always');
+  expect(sidecar.image).toBe(webhook.image);
+  expect(sidecar.args[0]).toBe('forward');
+  const logFile = flag(webhook.args, 'logger-filename');
+  expect(flag(sidecar.args, 'logger-filename')).toBe(logFile);
+  const logDir = logFile.slice(0, logFile.lastIndexOf('/'));
+  const logVolume = webhook.volumeMounts.find((m) => m.mountPath === logDir)?.name;
+  const sidecarMount = sidecar.volumeMounts.find((m) => m.mountPath === logDir);
+  expect(sidecarMount?.name).toBe(logVolume as string);
+  expect(sidecarMount?.readOnly).toBeUndefined();
+  const metricsPort = Number(flag(sidecar.args, 'metrics-port'));
+  expect(sidecar.ports).toEqual([
+    expect.objectContaining({ name: 'forward-metrics', containerPort: metricsPort }),
+  ]);
+  expect(metricsPort).not.toBe(Number(flag(webhook.args, 'metrics-port')));
+  expect(sidecar.readinessProbe).toBeUndefined();
+  expect(sidecar.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'forward-metrics' });
+  expect(sidecar.securityContext).toEqual(webhook.securityContext);
+  const service = objects.find(
+    (o): o is Service => o.kind === 'Service' && o.metadata.name === 'kube-audit-rest',
+  );
+  expect(service?.spec.ports).toContainEqual(
+    expect.objectContaining({ name: 'forward-metrics', port: metricsPort, targetPort: 'forward-metrics' }),
+  );
+  const ingress = only<NetworkPolicy>(objects, 'NetworkPolicy', 'kube-audit-rest').spec.ingress ?? [];
+  expect(ingress.flatMap((rule) => rule.ports.map((p) => p.port))).toContain(metricsPort);
+  // The grace period: preStop sleep + the webhook's default --shutdown-timeout (15 s) + the drain.
+  const drain = parseDurationSeconds(flag(sidecar.args, 'drain-timeout'));
+  const preStop = webhook.lifecycle?.preStop?.sleep?.seconds ?? 0;
+  expect(drain).toBeGreaterThan(0);
+  expect(pod.terminationGracePeriodSeconds ?? 30).toBeGreaterThanOrEqual(preStop + 15 + drain);
+  return sidecar;
+}
+
+/** Seconds in a duration flag written as `<n>s`. */
+function parseDurationSeconds(text: string): number {
+  const m = /^(\d+)s$/.exec(text);
+  if (m === null) throw new Error(`not a whole number of seconds: ${text}`);
+  return Number(m[1]);
 }
 
 /** The first webhook of a configuration; throws when there is none. */
@@ -549,6 +626,167 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     const noSecret = await helm(['template', RELEASE, CHART, '--set=tls.source=existingSecret']);
     expect(noSecret.code).not.toBe(0);
     expect(noSecret.stderr).toContain('tls.secretName');
+  });
+
+  it('accepts k8s/forward-kafka, k8s/base with the forward sidecar, when dry-run applied', async () => {
+    const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/forward-kafka']));
+    expect(objects.map(kubectlName).sort()).toEqual(base.map(kubectlName).sort());
+    expectCertManagerChain(objects);
+    const sidecar = expectForwardSidecar(objects);
+    expect(flag(sidecar.args, 'kafka-topic')).not.toBe('');
+    expect(flag(sidecar.args, 'kafka-brokers').split(',').length).toBeGreaterThan(0);
+  });
+
+  it('accepts k8s/central (autoscaled, path tokens from a Secret, egress limited) and the member webhook', async () => {
+    const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/central']));
+    expect(objects.some((o) => o.kind === 'ValidatingWebhookConfiguration')).toBe(false);
+    const deployment = only<Deployment & { spec: { replicas?: number } }>(objects, 'Deployment');
+    expect(deployment.spec.replicas).toBeUndefined();
+    const hpa = only<Hpa>(objects, 'HorizontalPodAutoscaler');
+    expect(hpa.spec.scaleTargetRef).toEqual({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      name: deployment.metadata.name,
+    });
+    expect(hpa.spec.metrics).toEqual([
+      {
+        type: 'Resource',
+        resource: { name: 'cpu', target: expect.objectContaining({ type: 'Utilization' }) },
+      },
+    ]);
+    const pdb = only<K8sObject & { spec: { minAvailable: number } }>(objects, 'PodDisruptionBudget');
+    expect(hpa.spec.minReplicas).toBeGreaterThan(pdb.spec.minAvailable);
+    expect(hpa.spec.behavior?.scaleDown?.policies).toEqual([
+      expect.objectContaining({ type: 'Pods', value: 1 }),
+    ]);
+    // The token file comes from a Secret mounted where the flag points.
+    const pod = deployment.spec.template.spec;
+    const webhook = mainContainer(deployment);
+    const tokenFile = flag(webhook.args, 'path-token-file');
+    const tokenMount = webhook.volumeMounts.find((m) => tokenFile.startsWith(`${m.mountPath}/`));
+    expect(tokenMount?.readOnly).toBe(true);
+    expect(pod.volumes.find((v) => v.name === tokenMount?.name)?.secret?.secretName).toBe(
+      'kube-audit-rest-path-tokens',
+    );
+    // Each replica writes its own emptyDir, shipped by its sidecar, which drains it on the way out.
+    expect(pod.volumes.find((v) => v.name === 'audit-log')?.emptyDir).toBeDefined();
+    expectForwardSidecar(objects);
+    // Members reach the HTTPS port only; the certificate names the central host.
+    const central = only<Service & { spec: { type: string } }>(objects, 'Service', 'kube-audit-rest-central');
+    expect(central.spec.type).toBe('LoadBalancer');
+    expect(central.spec.ports).toEqual([expect.objectContaining({ port: 443, targetPort: 'https' })]);
+    const serving = only<Certificate>(objects, 'Certificate', 'kube-audit-rest');
+    const host = serving.spec.dnsNames.find((n) => !n.includes('.svc'));
+    expect(host).toBeDefined();
+    // Egress: DNS and the brokers' port only.
+    const egress = only<NetworkPolicy>(objects, 'NetworkPolicy', 'kube-audit-rest-egress');
+    expect(egress.spec.policyTypes).toEqual(['Egress']);
+    const sidecar = expectForwardSidecar(objects);
+    const brokerPorts = flag(sidecar.args, 'kafka-brokers')
+      .split(',')
+      .map((b) => Number(b.slice(b.lastIndexOf(':') + 1)));
+    const allowed = (egress.spec.egress ?? []).flatMap((r) => r.ports.map((p) => p.port));
+    for (const port of [53, ...brokerPorts]) expect(allowed).toContain(port);
+
+    // The member clusters' webhook: the central host, a token path, the same rules as in-cluster.
+    const members = await expectAccepted(
+      await Bun.file(join(REPO, 'k8s', 'central', 'member-webhook.yaml')).text(),
+    );
+    const member = firstWebhook(only<WebhookConfiguration>(members, 'ValidatingWebhookConfiguration'));
+    const url = new URL(member.clientConfig.url ?? '');
+    expect(url.protocol).toBe('https:');
+    expect(url.hostname).toBe(host as string);
+    expect(url.pathname).toMatch(/^\/log-request\/[^/]+$/);
+    expect(member.clientConfig.caBundle).toBeDefined();
+    const inCluster = firstWebhook(only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration'));
+    expect(webhookPolicy(member)).toEqual(webhookPolicy(inCluster));
+  });
+
+  it("renders the component's sidecar with forwarder values, and central mode, both accepted when dry-run applied", async () => {
+    const component = parseObjects(await must(['kubectl', 'kustomize', 'k8s/forward-kafka']));
+    const componentSidecar = expectForwardSidecar(component);
+    const kafka = [
+      '--set=forwarder.enabled=true',
+      `--set=forwarder.kafka.brokers={${flag(componentSidecar.args, 'kafka-brokers')}}`,
+      `--set=forwarder.kafka.topic=${flag(componentSidecar.args, 'kafka-topic')}`,
+      '--set=forwarder.kafka.tls=true',
+    ];
+    const withForwarder = await expectAccepted(
+      await helmTemplate(...kafka, '--set=serviceMonitor.enabled=true'),
+    );
+    const chartSidecar = expectForwardSidecar(withForwarder);
+    expect(chartSidecar).toEqual(componentSidecar);
+    expect(
+      only<Deployment>(withForwarder, 'Deployment').spec.template.spec.terminationGracePeriodSeconds,
+    ).toBe(only<Deployment>(component, 'Deployment').spec.template.spec.terminationGracePeriodSeconds ?? -1);
+    const monitor = only<ServiceMonitor>(withForwarder, 'ServiceMonitor');
+    expect(monitor.spec.endpoints.map((e) => e.port)).toEqual(['metrics', 'forward-metrics']);
+
+    // Kafka over mutual TLS with SASL, and the audit webhook destination: secrets mounted where the flags point.
+    const secured = await expectAccepted(
+      await helmTemplate(
+        ...kafka,
+        '--set=forwarder.kafka.tlsSecret.name=kafka-client',
+        '--set=forwarder.kafka.tlsSecret.clientCertificate=true',
+        '--set=forwarder.kafka.sasl.mechanism=SCRAM-SHA-512',
+        '--set=forwarder.kafka.sasl.username=audit',
+        '--set=forwarder.kafka.sasl.passwordSecretName=kafka-password',
+      ),
+    );
+    const webhookDestination = await expectAccepted(
+      await helmTemplate(
+        '--set=forwarder.enabled=true',
+        '--set=forwarder.destination=auditWebhook',
+        '--set=forwarder.auditWebhook.configSecretName=receiver-kubeconfig',
+      ),
+    );
+    for (const [objects, files] of [
+      [
+        secured,
+        ['kafka-tls-ca-file', 'kafka-tls-cert-file', 'kafka-tls-key-file', 'kafka-sasl-password-file'],
+      ],
+      [webhookDestination, ['audit-webhook-config-file']],
+    ] as const) {
+      const sidecar = expectForwardSidecar(objects);
+      const volumes = only<Deployment>(objects, 'Deployment').spec.template.spec.volumes;
+      for (const name of files) {
+        const path = flag(sidecar.args, name);
+        const mount = sidecar.volumeMounts.find((m) => path.startsWith(`${m.mountPath}/`));
+        expect(mount?.readOnly).toBe(true);
+        expect(volumes.find((v) => v.name === mount?.name)?.secret).toBeDefined();
+      }
+    }
+
+    const central = await expectAccepted(
+      await helmTemplate(...kafka, '--set=central.enabled=true', '--set=central.host=audit.example.com'),
+    );
+    expect(central.some((o) => o.kind === 'ValidatingWebhookConfiguration')).toBe(false);
+    expect(only<Hpa>(central, 'HorizontalPodAutoscaler').spec.scaleTargetRef.name).toBe('kube-audit-rest');
+    expect(
+      only<Deployment & { spec: { replicas?: number } }>(central, 'Deployment').spec.replicas,
+    ).toBeUndefined();
+    expect(flag(mainContainer(only<Deployment>(central, 'Deployment')).args, 'path-token-file')).toBe(
+      '/etc/kube-audit-rest/path-tokens/tokens',
+    );
+    expect(only<Certificate>(central, 'Certificate', 'kube-audit-rest').spec.dnsNames).toContain(
+      'audit.example.com',
+    );
+    only(central, 'Service', 'kube-audit-rest-central');
+    only(central, 'NetworkPolicy', 'kube-audit-rest-egress');
+    only(central, 'PodDisruptionBudget');
+
+    // Refusals name what is missing.
+    for (const [args, message] of [
+      [['--set=forwarder.enabled=true'], 'forwarder.kafka.brokers'],
+      [['--set=forwarder.enabled=true', '--set=forwarder.kafka.brokers={k:9093}'], 'forwarder.kafka.topic'],
+      [['--set=forwarder.enabled=true', '--set=forwarder.destination=auditWebhook'], 'configSecretName'],
+      [['--set=central.enabled=true'], 'central.enabled needs forwarder.enabled'],
+      [[...kafka, '--set=central.enabled=true'], 'central.host'],
+    ] as const) {
+      const refused = await helm(['template', RELEASE, CHART, ...args]);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toContain(message);
+    }
   });
 
   it('passes helm lint --strict', async () => {

@@ -55,10 +55,66 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
-{{/* The Service's DNS names, which the serving certificate must carry. */}}
+{{/* The Service's DNS names, which the serving certificate must carry (and the central host, in central mode). */}}
 {{- define "kube-audit-rest.dnsNames" -}}
 {{- $svc := printf "%s.%s.svc" (include "kube-audit-rest.fullname" .) .Release.Namespace -}}
-{{- list $svc (printf "%s.%s" $svc .Values.clusterDomain) | toJson -}}
+{{- $names := list $svc (printf "%s.%s" $svc .Values.clusterDomain) -}}
+{{- if .Values.central.enabled -}}
+{{- $names = append $names (required "central.enabled needs central.host: the name member API servers call" .Values.central.host) -}}
+{{- end -}}
+{{- $names | toJson -}}
+{{- end -}}
+
+{{/* The Secret of central mode's path tokens. */}}
+{{- define "kube-audit-rest.pathTokensSecretName" -}}
+{{- .Values.central.pathTokens.secretName | default (printf "%s-path-tokens" (include "kube-audit-rest.fullname" .)) -}}
+{{- end -}}
+
+{{/*
+The pod's grace period: with the forwarder, long enough for every step of a stop to take its whole
+budget -- the preStop sleep, the webhook's shutdown (15 s), the forwarder's drain, 10 s for the kubelet.
+*/}}
+{{- define "kube-audit-rest.terminationGracePeriodSeconds" -}}
+{{- $grace := int .Values.terminationGracePeriodSeconds -}}
+{{- if .Values.forwarder.enabled -}}
+{{- $grace = max $grace (add (int .Values.preStopSleepSeconds) 15 (int .Values.forwarder.drainTimeoutSeconds) 10) -}}
+{{- end -}}
+{{- $grace -}}
+{{- end -}}
+
+{{/* The forwarder's destination flags, one per line, checked. */}}
+{{- define "kube-audit-rest.forwarderArgs" -}}
+{{- $f := .Values.forwarder -}}
+{{- if eq $f.destination "kafka" -}}
+{{- if not $f.kafka.brokers }}{{ fail "forwarder.destination kafka needs forwarder.kafka.brokers (host:port, ...)" }}{{ end -}}
+- --kafka-brokers={{ join "," $f.kafka.brokers }}
+- --kafka-topic={{ required "forwarder.destination kafka needs forwarder.kafka.topic" $f.kafka.topic }}
+{{- if ne $f.kafka.key "cluster" }}
+- --kafka-key={{ $f.kafka.key }}
+{{- end }}
+{{- if ne $f.kafka.compression "gzip" }}
+- --kafka-compression={{ $f.kafka.compression }}
+{{- end }}
+{{- if $f.kafka.tls }}
+- --kafka-tls
+{{- end }}
+{{- if $f.kafka.tlsSecret.name }}
+- --kafka-tls-ca-file=/etc/kube-audit-rest/kafka-tls/ca.crt
+{{- if $f.kafka.tlsSecret.clientCertificate }}
+- --kafka-tls-cert-file=/etc/kube-audit-rest/kafka-tls/tls.crt
+- --kafka-tls-key-file=/etc/kube-audit-rest/kafka-tls/tls.key
+{{- end }}
+{{- end }}
+{{- if $f.kafka.sasl.mechanism }}
+- --kafka-sasl-mechanism={{ $f.kafka.sasl.mechanism }}
+- --kafka-sasl-username={{ required "forwarder.kafka.sasl.mechanism needs forwarder.kafka.sasl.username" $f.kafka.sasl.username }}
+- --kafka-sasl-password-file=/etc/kube-audit-rest/kafka-sasl/password
+{{- end }}
+{{- else if eq $f.destination "auditWebhook" -}}
+- --audit-webhook-config-file=/etc/kube-audit-rest/audit-webhook/kubeconfig
+{{- else -}}
+{{- fail (printf "forwarder.destination must be kafka or auditWebhook, not %q" $f.destination) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
