@@ -2,6 +2,7 @@
  * @module Starts `kube-audit-rest forward` from the compiled executable for process-level tests and the
  * bench, and reads its metrics.
  */
+import { tmpdir } from 'node:os';
 import { ensureExecutable, freePort, waitUntil } from './server-process.ts';
 
 /** How long the forwarder may take to answer /healthz after start. */
@@ -44,7 +45,8 @@ export async function startForward(args: readonly string[], exe?: string): Promi
   const metricsPort = freePort();
   const proc = Bun.spawn(
     [executable, 'forward', `--metrics-port=${metricsPort}`, '--bind-address=127.0.0.1', ...args],
-    { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' },
+    // Run from outside the repository, so nothing can come from its node_modules: the executable carries it all.
+    { cwd: tmpdir(), stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' },
   );
   const stderr = collect(proc.stderr);
   void collect(proc.stdout);

@@ -10,6 +10,9 @@
  *   answers): requests/s, latency, CPU seconds per 1,000 requests, peak RSS, log bytes/s; the same for the
  *   floor; our rate as a share of the floor's is the headline.
  * - open: the mix at half our maximum rate, open loop (open-loop.ts): p50/p99/p99.9 latency.
+ * - forward: `kube-audit-rest forward` to a real Kafka broker and an audit webhook receiver: throughput from
+ *   a written file, and lag plus the webhook's CPU per request with and without the sidecar, at half the
+ *   maximum rate on the mix (forward.ts).
  * - memory: RSS every second under a sustained mix (growth?), and the peak with 1 MiB bodies in flight.
  * - sweep: throughput against body size, 1 KiB to 3 MiB (padded ConfigMaps).
  * - cores: the mix with server and generator sharing one core (taskset) against two.
@@ -28,6 +31,7 @@ import { dirname, join } from 'node:path';
 import { makeCa, makeServerCert } from '../../test/helpers/certs.ts';
 import { CAPTURED, CONFIGMAP_1MIB, loadTemplates, mixWorkload, single } from './corpus.ts';
 import { featuresSection } from './features.ts';
+import { forwardSection } from './forward.ts';
 import { fixed, int, machine, ms, percent } from './report.ts';
 import { type Context, measure, type Pair, pair, progress, withServer } from './runs.ts';
 import {
@@ -116,14 +120,19 @@ async function main(): Promise<number> {
       progress('features: policy, audit-event, redaction');
       out.push(await featuresSection(ctx, mix, join(import.meta.dir, '..', '..', 'dist', 'kube-audit-rest')));
     }
-    if (has('open')) {
-      let maxRate = mixPair?.ours.load.rps;
-      if (maxRate === undefined) {
+    let measuredMaxRate = mixPair?.ours.load.rps;
+    /** kube-audit-rest's closed-loop rate on the mix: from the corpus section, or measured once here. */
+    const mixMaxRate = async (): Promise<number> => {
+      if (measuredMaxRate === undefined) {
         const m = await withServer(ctx, 'kube-audit-rest', 'max rate', (s) =>
           measure(ctx, s, mix, { seconds: settings.seconds, connections: settings.connections }),
         );
-        maxRate = m.load.rps;
+        measuredMaxRate = m.load.rps;
       }
+      return measuredMaxRate;
+    };
+    if (has('open')) {
+      const maxRate = await mixMaxRate();
       const { rows, rate } = await openLoop(ctx, mix, maxRate);
       out.push(openTable(ctx, rows, rate, maxRate));
       const ours = rows.find((r) => r.kind === 'kube-audit-rest' && r.workload === 'mix');
@@ -132,6 +141,16 @@ async function main(): Promise<number> {
           `- **at ${int(rate)} req/s (${percent(OPEN_LOOP_SHARE)} of the maximum): p50 ${ms(ours.result.service.p50Us)} ms, ` +
             `p99 ${ms(ours.result.service.p99Us)} ms, p99.9 ${ms(ours.result.service.p999Us)} ms**`,
         );
+    }
+    if (has('forward')) {
+      const forward = await forwardSection(
+        ctx,
+        mix,
+        await mixMaxRate(),
+        join(import.meta.dir, '..', '..', 'dist', 'kube-audit-rest'),
+      );
+      out.push(forward.text);
+      headline.push(...forward.headline);
     }
     let mem: MemoryFindings | undefined;
     if (has('memory')) {
