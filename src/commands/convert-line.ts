@@ -10,8 +10,10 @@
  * different policy can only record less than the line holds.
  */
 import { lineBytes } from '../audit/encode/admission-review.ts';
+import { targetOf } from '../audit/encode/audit-event.ts';
 import type { AdmissionRecord } from '../audit/record.ts';
 import { composePipeline, type RecordOptions } from '../compose.ts';
+import type { EventMeta } from '../forward/event-meta.ts';
 import { parseReview } from '../review/parse.ts';
 
 /** The record flags that apply when converting: all but the format, which is always audit-event. */
@@ -19,8 +21,11 @@ export type ConvertOptions = Omit<RecordOptions, 'outputFormat'>;
 
 /** What became of one line. */
 export type LineConversion =
-  /** One Event, or two for a long-running CONNECT (ResponseStarted and ResponseComplete); no newlines. */
-  | { kind: 'events'; events: Uint8Array[] }
+  /**
+   * One Event, or two for a long-running CONNECT (ResponseStarted and ResponseComplete); no newlines.
+   * `meta` is what each says about itself (auditID, cluster, object, time), known without parsing it.
+   */
+  | { kind: 'events'; events: Uint8Array[]; meta: EventMeta }
   /** The line already was an Event: it is the event, as it is. */
   | { kind: 'event-line' }
   /** The policy records nothing of it (level None, or every stage omitted). */
@@ -82,11 +87,22 @@ function splitLines(bytes: Uint8Array): Uint8Array[] {
   return out;
 }
 
+/** The EventMeta of the Events made of `record`: what parsing them would find (objectRef, annotations, time). */
+function metaOf(record: AdmissionRecord, stamp: bigint, cluster: string | undefined): EventMeta {
+  const t = targetOf(record);
+  const meta: EventMeta = { auditID: record.uid, receivedAtMs: Number(stamp / 1_000_000n) };
+  if (cluster !== undefined) meta.cluster = cluster;
+  if (t.namespace !== '') meta.namespace = t.namespace;
+  if (t.name !== '') meta.name = t.name;
+  return meta;
+}
+
 /**
  * Builds the converter the record flags describe. Rejects with a CompositionError naming the flag
  * when the policy or the redaction key cannot be used.
  */
 export async function composeLineConverter(options: ConvertOptions): Promise<LineConverter> {
+  const clusterName = options.clusterName;
   let arrived = 0n;
   // The Event's stageTimestamp is its line's time: when the webhook wrote it, not when it is converted.
   const pipeline = await composePipeline({ ...options, outputFormat: 'audit-event' }, () => arrived, {
@@ -107,9 +123,15 @@ export async function composeLineConverter(options: ConvertOptions): Promise<Lin
       };
     }
     arrived = stamp;
-    const { line: out } = pipeline(record, stamp, rootString(record, 'clusterName'));
+    const lineCluster = rootString(record, 'clusterName');
+    const { line: out } = pipeline(record, stamp, lineCluster);
     if (out === undefined) return { kind: 'not-recorded' };
-    // Copied: the pieces may be views of `line`, which the caller's reader reuses.
-    return { kind: 'events', events: splitLines(lineBytes(out).slice()) };
+    // A single piece may be a view of `line`, which the caller's reader may reuse: copied then.
+    const joined = out instanceof Uint8Array ? out.slice() : lineBytes(out);
+    return {
+      kind: 'events',
+      events: splitLines(joined),
+      meta: metaOf(record, stamp, lineCluster ?? clusterName),
+    };
   };
 }

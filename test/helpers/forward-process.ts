@@ -16,6 +16,8 @@ export type ForwardProcess = {
   stderr(): string;
   /** The value of one series of its /metrics, e.g. `kube_audit_rest_forward_events_total{result="delivered"}`; NaN when absent. */
   metric(series: string): Promise<number>;
+  /** The values of several series from one scrape, in the order asked. */
+  metrics(series: readonly string[]): Promise<number[]>;
   /** Sends SIGTERM and resolves with the exit status. */
   terminate(): Promise<number>;
 };
@@ -74,6 +76,10 @@ export async function startForward(args: readonly string[], exe?: string): Promi
     async metric(series) {
       const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
       return seriesValue(text, series);
+    },
+    async metrics(series) {
+      const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+      return series.map((s) => seriesValue(text, s));
     },
     async terminate() {
       proc.kill('SIGTERM');

@@ -148,7 +148,7 @@ function identityOf(record: AdmissionRecord, field: 'object' | 'oldObject'): Ide
 }
 
 /** The request's resource coordinates as its URL had them. */
-type Target = {
+export type Target = {
   group: string;
   version: string;
   resource: string;
@@ -157,7 +157,8 @@ type Target = {
   name: string;
 };
 
-function targetOf(record: AdmissionRecord): Target {
+/** Returns the request's resource coordinates as its URL had them: the Event's objectRef and requestURI. */
+export function targetOf(record: AdmissionRecord): Target {
   const gvr = record.requestResource ?? record.resource ?? {};
   const sub = record.requestResource !== undefined ? record.requestSubResource : record.subResource;
   return {
