@@ -338,6 +338,33 @@ describe('kube-audit-rest forward, the executable', () => {
     const badBroker = await runToExit(['forward', '--kafka-brokers=nohost', '--kafka-topic=t']);
     expect(badBroker.code).toBe(FORWARD_EXIT.unusable);
     expect(badBroker.stderr).toContain('host:port');
+    // A checkpoint that is not one: a person should look at it before anything is sent again.
+    const receiverConfig = kubeconfig(dir, 'http://127.0.0.1:9/audit', ca.certFile);
+    const checkpoint = join(dir, 'garbage.checkpoint');
+    writeFileSync(checkpoint, '{"version":1,"file":{}}');
+    const badCheckpoint = await runToExit([
+      'forward',
+      `--audit-webhook-config-file=${receiverConfig}`,
+      `--logger-filename=${join(dir, 'none.log')}`,
+      `--checkpoint-file=${checkpoint}`,
+      '--metrics-port=0',
+    ]);
+    expect(badCheckpoint.code).toBe(FORWARD_EXIT.unusable);
+    expect(badCheckpoint.stderr).toContain(`checkpoint file ${checkpoint}`);
+    // A metrics port in use.
+    const taken = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+    try {
+      const busy = await runToExit([
+        'forward',
+        `--audit-webhook-config-file=${receiverConfig}`,
+        '--bind-address=127.0.0.1',
+        `--metrics-port=${taken.port}`,
+      ]);
+      expect(busy.code).toBe(FORWARD_EXIT.unusable);
+      expect(busy.stderr).toContain('cannot listen on the metrics port');
+    } finally {
+      taken.stop(true);
+    }
   }, 60_000);
 
   it(
@@ -357,6 +384,18 @@ describe('kube-audit-rest forward, the executable', () => {
         '--drain-timeout=0s',
       ];
       const first = await forwarder(args);
+      // The operations port: ready once started, the forwarding metrics and the process' own.
+      const ops = `http://127.0.0.1:${first.metricsPort}`;
+      expect(await fetch(`${ops}/readyz`).then((r) => r.status)).toBe(200);
+      const metricsText = await fetch(`${ops}/metrics`).then((r) => r.text());
+      for (const series of [
+        'kube_audit_rest_forward_lag_seconds',
+        'kube_audit_rest_forward_dropped_bytes_total',
+        'process_resident_memory_bytes',
+      ]) {
+        expect(metricsText).toContain(`# TYPE ${series} `);
+      }
+      expect(await fetch(`${ops}/nothing-here`).then((r) => r.status)).toBe(404);
       const load = sendReviews(server, ca, 'k', REQUESTS);
       // Stop the first forwarder once it has shipped part of the load, while the load goes on.
       await waitUntil(async () => (await first.metric(DELIVERED)) >= 300, 60_000, 'a first part delivered');
