@@ -24,7 +24,9 @@ export const CONVERT_HELP = renderHelp({
     'Converts admissionreview audit lines (written by kube-audit-rest 1.x or 2.x) to audit.k8s.io/v1 ' +
     'Event lines on stdout, applying the policy, Secret redaction and cluster name as the server would. ' +
     "Reads stdin when no FILE (or -) is given. Each Event keeps the line's requestReceivedTimestamp, " +
-    'which is also its stageTimestamp. Without --redaction-key-file the markers differ from the ' +
+    "which is also its stageTimestamp, and the line's own clusterName wins over --cluster-name. A " +
+    'line written at level Metadata stays Metadata whatever the policy says, and markers of Secret ' +
+    'values redacted already are kept; without --redaction-key-file new markers differ from the ' +
     "server's. Exit status: 0 all lines converted, 1 some lines skipped (each reported on stderr), " +
     '2 nothing could be done (bad flags, unusable policy).',
   table: CONVERT_FLAGS,

@@ -295,7 +295,7 @@ export async function forward(argv: readonly string[], io: ForwardIo): Promise<n
       if (!drained) {
         const lagBytes = await gaugeValue(registry, 'kube_audit_rest_forward_lag_bytes');
         log.error(
-          'stopped before everything was forwarded; the rest is sent on the next start from the checkpoint',
+          'stopped before everything was forwarded; the rest goes on the next start, from the checkpoint, if the log outlives this pod',
           {
             lagBytes,
             drainTimeoutMs: config.drainTimeoutMs,
