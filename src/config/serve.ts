@@ -44,6 +44,15 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 8_000;
  */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 15_000;
 
+/** Largest connection cap either port's flag takes: far above any descriptor limit a pod gets. */
+const MAX_CONNECTIONS_FLAG = 16 * 1024 * 1024;
+
+/**
+ * Default cap on the metrics port's connections. A scraper and the kubelet's probes use a few at a
+ * time; the rest of the descriptors are the webhook's.
+ */
+export const DEFAULT_METRICS_MAX_CONNECTIONS = 64;
+
 /** Default interval of the certificate files check that backs up file-change notifications. */
 export const DEFAULT_TLS_RELOAD_INTERVAL_MS = 10_000;
 
@@ -236,6 +245,31 @@ export const SERVE_FLAGS = {
     default: DEFAULT_TLS_RELOAD_INTERVAL_MS,
     section: SERVER,
     help: 'How often the certificate files are checked for changes, besides change notifications',
+  }),
+  // Connection caps (src/http/connection-cap.ts, src/http/ops-server.ts).
+  maxConnections: {
+    ...integerFlag({
+      name: 'max-connections',
+      placeholder: 'N',
+      default: 0,
+      min: 0,
+      max: MAX_CONNECTIONS_FLAG,
+      section: SERVER,
+      help:
+        'Most webhook connections open at once; at the cap the listener closes, and new connections are ' +
+        'refused until fewer than 90% of it are open. 0: derived from the descriptor limit (ulimit -n), ' +
+        'leaving room for the metrics port and a burst of new connections, at most 16384',
+    }),
+    shownDefault: 'derived',
+  },
+  metricsMaxConnections: integerFlag({
+    name: 'metrics-max-connections',
+    placeholder: 'N',
+    default: DEFAULT_METRICS_MAX_CONNECTIONS,
+    min: 1,
+    max: MAX_CONNECTIONS_FLAG,
+    section: SERVER,
+    help: 'Most connections open at once on the metrics port; more are closed as they arrive',
   }),
   verbose: booleanFlag({
     name: 'verbosity',

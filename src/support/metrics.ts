@@ -114,6 +114,8 @@ export type Metrics = {
   readonly sinkReady: Gauge;
   /** Gzip compressions of rotated files, by result. */
   readonly compressions: Counter<'result'>;
+  /** Times the webhook stopped accepting connections because `--max-connections` were open. */
+  readonly connectionCapReached: Counter;
   /** The sink observer that feeds the write metrics. */
   readonly sinkObserver: SinkObserver;
 };
@@ -223,6 +225,11 @@ export function createMetrics(): Metrics {
     certExpiry: new Gauge({
       name: 'kube_audit_rest_certificate_expiry_timestamp_seconds',
       help: 'Expiry (notAfter) of the certificate being served, as a Unix time in seconds',
+      registers,
+    }),
+    connectionCapReached: new Counter({
+      name: 'kube_audit_rest_connection_cap_reached_total',
+      help: 'Times the webhook listener closed because --max-connections connections were open; new connections were refused until some closed',
       registers,
     }),
     sinkObserver: {

@@ -97,6 +97,19 @@ export type TlsServer = {
    * `closeActive` is true, which closes them at once.
    */
   stop(closeActive?: boolean): Promise<void>;
+  /**
+   * Stops accepting connections (the connection cap was reached): the listening socket closes, so new
+   * connections are refused by the kernel; requests in flight finish and idle kept-alive connections
+   * close. Certificate checks wait until {@link TlsServer.resume}. Does nothing when already paused.
+   */
+  pause(): void;
+  /**
+   * Listens again after {@link TlsServer.pause}, and checks the certificate files at once. Throws if the
+   * port cannot be bound again; the server then stays paused.
+   */
+  resume(): void;
+  /** Whether the server is listening: false while paused and once stopped. */
+  accepting(): boolean;
 };
 
 /** TLS 1.2 is the floor (RFC 8996 deprecates 1.0 and 1.1). Bun already refuses them; this keeps it explicit. */
@@ -297,8 +310,11 @@ async function start(o: Resolved): Promise<TlsServer> {
     closing.set(old, closed);
   }
 
+  /** Set while the connection cap holds the listener closed; `current` is then the closed one. */
+  let paused = false;
+
   async function check(force: boolean): Promise<boolean> {
-    if (stopped) return false;
+    if (stopped || paused) return false;
     let files: { cert: string; key: string };
     try {
       files = await readTlsFiles(o.certFile, o.keyFile);
@@ -311,7 +327,7 @@ async function start(o: Resolved): Promise<TlsServer> {
     }
     const signature = `pair: ${files.cert}\0${files.key}`;
     if (!force && signature === lastFailure) return false;
-    if (stopped) return false;
+    if (stopped || paused) return false;
     let next: Listener;
     try {
       next = listen(parseTlsMaterial(o.certFile, o.keyFile, files.cert, files.key), port);
@@ -387,6 +403,24 @@ async function start(o: Resolved): Promise<TlsServer> {
     },
     isReady: () => !stopped,
     reloadNow: () => requestCheck(true),
+    pause() {
+      if (stopped || paused) return;
+      paused = true;
+      const old = current;
+      closing.set(
+        old,
+        old.server.stop(false).then(() => {
+          closing.delete(old);
+        }),
+      );
+    },
+    resume() {
+      if (stopped || !paused) return;
+      current = listen(current.material, port);
+      paused = false;
+      void requestCheck(true);
+    },
+    accepting: () => !stopped && !paused,
     async stop(closeActive = false) {
       if (!stopped) {
         stopped = true;

@@ -46,6 +46,8 @@ describe('parseArgs', () => {
       loggerCompress: false,
       fsync: 'never',
       onWriteError: 'allow',
+      maxConnections: 0,
+      metricsMaxConnections: 64,
     });
   });
 
@@ -58,6 +60,8 @@ describe('parseArgs', () => {
       ['cert-key-filename', '/k.pem', 'certKeyFilename', '/k.pem'],
       ['server-port', '8443', 'serverPort', 8443],
       ['metrics-port', '9100', 'metricsPort', 9100],
+      ['max-connections', '500', 'maxConnections', 500],
+      ['metrics-max-connections', '8', 'metricsMaxConnections', 8],
       ['bind-address', '127.0.0.1', 'bindAddress', '127.0.0.1'],
       ['max-request-bytes', '2048', 'maxRequestBytes', 2048],
       ['request-timeout', '500ms', 'requestTimeoutMs', 500],
