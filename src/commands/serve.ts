@@ -167,6 +167,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
   const fallback = webhookFallback(app, routes, webhook);
 
   // The metrics port opens first and closes last, so readiness can be asked while the webhook drains.
+  const opsLog = log.child('metrics');
   const opsApp = createOpsApp({
     metrics,
     readiness: {
@@ -175,6 +176,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
       serving: () => !lifecycle.stopping,
       connections: () => !(cap?.reached() ?? false),
     },
+    log: opsLog,
   });
   try {
     ops = await startOpsServer({
@@ -182,7 +184,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
       port: config.metricsPort,
       hostname: config.bindAddress,
       maxConnections: config.metricsMaxConnections,
-      log: log.child('metrics'),
+      log: opsLog,
     });
   } catch (err) {
     log.error('cannot listen on the metrics port', { port: config.metricsPort, error: err });

@@ -7,6 +7,7 @@
  * the operations app (a Hono app) as a web Request.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Hono } from 'hono';
 import type { Logger } from '../support/log.ts';
 import { throttle } from '../support/throttle.ts';
@@ -42,6 +43,8 @@ export type OpsServer = {
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Time a kept-alive connection may sit idle between requests, in ms (Prometheus scrapes every 15-60 s, so it reconnects). */
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** The type of a plain-text answer (health checks, refusals). */
+const DEFAULT_CONTENT_TYPE = 'text/plain; charset=utf-8';
 /** Base of the URL handed to the app: the Host header is the client's to choose, and the app routes by path only. */
 const URL_BASE = 'http://ops.invalid';
 
@@ -49,8 +52,13 @@ const URL_BASE = 'http://ops.invalid';
 async function serveThroughApp(app: Hono, req: IncomingMessage, res: ServerResponse): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     // Every path here is read-only; and a web Request cannot even be made for CONNECT or TRACE.
-    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' });
-    res.end(`method ${req.method} not allowed; use GET\n`);
+    const text = `method ${req.method} not allowed; use GET\n`;
+    res.writeHead(405, {
+      allow: 'GET, HEAD',
+      'content-type': DEFAULT_CONTENT_TYPE,
+      'content-length': String(text.length),
+    });
+    res.end(text);
     return;
   }
   const headers = new Headers();
@@ -67,8 +75,22 @@ async function serveThroughApp(app: Hono, req: IncomingMessage, res: ServerRespo
   // The app's routes take no body; one sent anyway is read and dropped by node:http.
   const answer = await app.fetch(new Request(`${URL_BASE}${url.pathname}`, { method: req.method, headers }));
   const body = new Uint8Array(await answer.arrayBuffer());
-  res.writeHead(answer.status, Object.fromEntries(answer.headers));
+  res.writeHead(answer.status, {
+    // A Response made from a string carries its type only when Bun.serve sends it: name it here.
+    'content-type': DEFAULT_CONTENT_TYPE,
+    ...Object.fromEntries(answer.headers),
+    'content-length': String(body.length),
+  });
   res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/** Answers CONNECT, which node:http hands to a `connect` listener instead of the request handler. */
+function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
+  const body = 'method CONNECT not allowed; use GET\n';
+  socket.end(
+    `HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD\r\ncontent-type: ${DEFAULT_CONTENT_TYPE}\r\n` +
+      `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** Starts the operations listener; rejects if the port cannot be bound. */
@@ -81,7 +103,7 @@ export function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
   const server = createServer(function opsRequest(req, res) {
     serveThroughApp(app, req, res).catch((error: unknown) => {
       reportFailure(error);
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      if (!res.headersSent) res.writeHead(500, { 'content-type': DEFAULT_CONTENT_TYPE });
       res.end('internal error\n');
     });
   });
@@ -89,6 +111,7 @@ export function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
   server.headersTimeout = REQUEST_TIMEOUT_MS;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.on('connect', refuseConnect);
   server.on('connection', (socket) => {
     open++;
     socket.once('close', () => {

@@ -367,6 +367,57 @@ describe('startTlsServer', () => {
     socket.destroy();
   });
 
+  it('refuses new connections while paused, finishes the request in flight, and serves again once resumed', async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let entered = false;
+    const server = await serve({
+      certFile: first.certFile,
+      keyFile: first.keyFile,
+      async fetch(req) {
+        if (new URL(req.url).pathname === '/hold') {
+          entered = true;
+          await held;
+        }
+        return new Response('answered');
+      },
+    });
+    const inFlight = fetch(`https://127.0.0.1:${server.port}/hold`, { tls: { ca: ca.cert } });
+    await until('the request reaches the handler', () => entered);
+    server.pause();
+    server.pause(); // a second pause changes nothing
+    expect(server.accepting()).toBe(false);
+    expect(server.isReady()).toBe(true);
+    expect(await connect(server.port).catch((e: NodeJS.ErrnoException) => e.code)).toBe('ECONNREFUSED');
+    release();
+    expect(await (await inFlight).text()).toBe('answered');
+
+    server.resume();
+    expect(server.accepting()).toBe(true);
+    const again = await fetch(`https://127.0.0.1:${server.port}/`, { tls: { ca: ca.cert } });
+    expect(await again.text()).toBe('answered');
+    expect(await servedFingerprint(server.port)).toBe(first.fingerprint256);
+  });
+
+  it('takes up a certificate changed while paused once it resumes', async () => {
+    const volume = await volumeWith(first);
+    const server = await serve({
+      certFile: volume.certFile,
+      keyFile: volume.keyFile,
+      watch: false,
+      reloadIntervalMs: 0,
+    });
+    server.pause();
+    await publish(volume.dir, second.cert, second.key);
+    expect(await server.reloadNow()).toBe(false);
+    server.resume();
+    await until(
+      'the new certificate is served',
+      async () => (await servedFingerprint(server.port)) === second.fingerprint256,
+    );
+    expect(server.material.fingerprint256).toBe(second.fingerprint256);
+  });
+
   it('lets an in-flight request finish and then refuses connections when stopped', async () => {
     let release: () => void = () => {};
     const held = new Promise<void>((resolve) => (release = resolve));
