@@ -71,6 +71,8 @@ export async function waitUntil(check: () => boolean | Promise<boolean>, timeout
 export type StartOptions = {
   /** Runs the executable with this descriptor limit (`ulimit -n`, soft and hard). Default: this process's. */
   descriptorLimit?: number;
+  /** A descriptor to give the executable as its standard output. Default: a pipe read by {@link ServerProcess.stdout}. */
+  stdoutFd?: number;
 };
 
 /** The command, run through `sh` with `ulimit -n` when a descriptor limit is asked for. */
@@ -93,9 +95,15 @@ export async function startServer(args: string[], options: StartOptions = {}): P
     '--bind-address=127.0.0.1',
     ...args,
   ];
-  const proc = Bun.spawn(withLimit(command, options), { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
+  const spawned = Bun.spawn(withLimit(command, options), {
+    stdin: 'ignore',
+    stdout: options.stdoutFd ?? 'pipe',
+    stderr: 'pipe',
+  });
+  // With a descriptor given there is no stdout stream; the type below describes the usual case.
+  const proc = spawned as unknown as Bun.Subprocess<'ignore', 'pipe', 'pipe'>;
   const stderr = collect(proc.stderr);
-  const stdout = collect(proc.stdout);
+  const stdout = options.stdoutFd === undefined ? collect(proc.stdout) : () => '';
   try {
     await waitUntil(
       async () => {
