@@ -127,8 +127,9 @@ export const WEBHOOK_CONFIG_FLAGS = {
     section: OUTPUT,
     help:
       'yaml or json: the ValidatingWebhookConfiguration; helm-values: values for the chart in ' +
-      'k8s/chart (the policy as auditPolicy and the compiled match as webhook.compiled), without ' +
-      'the flags of the two sections above',
+      'k8s/chart, the policy as auditPolicy and the compiled rules and match conditions as ' +
+      'webhook.compiled (the chart sets the rest from its own values, so --service-name, --url, ' +
+      '--ca-bundle-file and --webhook-name are refused there)',
   }),
 };
 

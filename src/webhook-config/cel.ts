@@ -32,11 +32,15 @@ const GROUPS = 'request.userInfo.groups';
 export const ASSUMED_MAX_GROUPS = 1000;
 
 /** How tightly an operator binds: the text of a looser one inside a tighter one needs parentheses. */
-enum Binding {
-  Or = 1,
-  And = 2,
-  Unary = 3,
-}
+const Binding = {
+  Or: 1,
+  And: 2,
+  /** `==` and `in`: `!a == b` would read as `(!a) == b`. */
+  Relation: 3,
+  Unary: 4,
+} as const;
+
+type Binding = (typeof Binding)[keyof typeof Binding];
 
 type Rendered = { readonly text: string; readonly binding: Binding };
 
@@ -65,7 +69,7 @@ function membership(path: string, values: readonly string[]): string {
 
 function renderIn(field: Field, values: readonly string[]): Rendered {
   const { path, optional } = FIELDS[field];
-  if (!optional) return { text: membership(path, values), binding: Binding.Unary };
+  if (!optional) return { text: membership(path, values), binding: Binding.Relation };
   const present = values.filter((v) => v !== '');
   if (present.length === values.length) {
     return { text: `has(${path}) && ${membership(path, present)}`, binding: Binding.And };
