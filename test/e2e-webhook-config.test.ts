@@ -41,7 +41,7 @@ const CALLS_TIMEOUT_MS = 300_000;
 const EFFECTIVE_DEADLINE_MS = 20_000;
 /** Seeds of the random policies (test/audit/policy/generate.ts). */
 const FIRST_SEED = 20_261_220;
-const RANDOM_POLICIES = 12;
+const RANDOM_POLICIES = 40;
 /** The user whose marker ConfigMaps show a configuration is in use; every policy here records them. */
 const MARKER_USER = 'kar-marker';
 /** Groups of the user whose group tests cost the most CEL can be asked to afford (see cel.ts). */
@@ -108,7 +108,7 @@ function load(text: string, source: string): Policy {
 /** `policy` with a first rule that records the marker user's calls, so the marker shows the webhook is live. */
 function withMarker(policy: Policy): Policy {
   const marker = load(
-    `apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n    users: [${MARKER_USER}]\n`,
+    `apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n    users: [${MARKER_USER}]\n    verbs: [create]\n    resources: [{ group: "", resources: [configmaps] }]\n`,
     'marker',
   ).rules;
   return { ...policy, rules: [...marker, ...policy.rules] };
@@ -310,6 +310,7 @@ describe('compiled webhook configurations behind a real kube-apiserver', () => {
         timeoutSeconds: 10,
       },
     ];
+    named.push(['edge, matchPolicy Exact', load(EDGE_POLICY, 'edge')]);
     named.forEach(([label, policy], i) => {
       const marked = withMarker(policy);
       const path = `/policy-${i}`;
@@ -320,6 +321,7 @@ describe('compiled webhook configurations behind a real kube-apiserver', () => {
         failurePolicy: 'Fail',
         timeoutSeconds: 10,
         webhookName: webhook,
+        matchPolicy: label.endsWith('Exact') ? 'Exact' : 'Equivalent',
       });
       if (compiled.kind !== 'configuration') throw new Error(`${label}: records nothing`);
       if (compiled.match.fallback.length > 0)
@@ -436,7 +438,7 @@ describe('compiled webhook configurations behind a real kube-apiserver', () => {
         expect({ policy: c.label, reached }).toEqual({ policy: c.label, reached: expected });
         summary.push(`${c.label}: ${reached.length}/${truth.length}`);
       }
-      console.log(`requests recorded (= calls made) per policy: ${summary.join(', ')}`);
+      console.log(`test users' requests recorded (= calls made) per policy: ${summary.join(', ')}`);
       // The random policies are not all trivial: some record little, some much.
       const shares = cases.map((c) => testRequests(c.path).length / truth.length);
       expect(Math.min(...shares)).toBeLessThan(0.3);
@@ -492,9 +494,15 @@ describe('compiled webhook configurations behind a real kube-apiserver', () => {
         webhook: c.webhook,
         calls: received.get(c.webhook) ?? 0,
       });
-      return `${c.label}: ${made} called, ${excluded.get(c.webhook) ?? 0} excluded by match conditions`;
+      const out = excluded.get(c.webhook) ?? 0;
+      // Every admitted request is called, excluded by a match condition, or not selected by the rules.
+      expect(made + out).toBeLessThanOrEqual(truthCalls);
+      return `${c.label} ${made}/${out}/${truthCalls - made - out}`;
     });
-    console.log(`of ${truthCalls} admitted requests (all users): ${lines.join('; ')}`);
+    console.log(
+      `of ${truthCalls} admitted requests (all users), called / excluded by match conditions / not ` +
+        `selected by the rules: ${lines.join(', ')}`,
+    );
   });
 
   it(
