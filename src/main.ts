@@ -43,6 +43,9 @@ function openSink(config: Config, log: Logger, metrics: Metrics): LineSink {
     path: config.loggerFilename,
     maxSizeBytes: config.loggerMaxSizeBytes,
     maxBackups: config.loggerMaxBackups,
+    maxAgeDays: config.loggerMaxAgeDays,
+    compress: config.loggerCompress,
+    fsync: config.fsync,
     observer: metrics.sinkObserver,
     log: log.child('sink'),
   });
@@ -119,6 +122,7 @@ async function serve(argv: readonly string[]): Promise<number> {
     log: webhookLog,
     maxRequestBytes: config.maxRequestBytes,
     requestTimeoutMs: config.requestTimeoutMs,
+    onWriteError: config.onWriteError,
     afterBody: createGcPacer(),
   });
 

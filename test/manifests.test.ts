@@ -1,6 +1,6 @@
 /**
  * @module test/manifests — every Kubernetes object we ship, sent to a real kube-apiserver: k8s/base,
- * k8s/without-cert-manager, k8s/external and the Helm chart in each TLS mode go through server-side dry-run
+ * k8s/without-cert-manager, k8s/external, k8s/monitoring and the Helm chart in each TLS mode go through server-side dry-run
  * applies with strict field validation (a schema error or a Pod Security warning fails the test), and their
  * wiring (Secret names, ports, flags, caBundle) is checked between objects. Also `helm lint`, the chart's
  * `lookup` of a generated certificate, and k8s/scripts/make-certs.sh against the same API server.
@@ -450,16 +450,50 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     expect(webhookPolicy(external)).toEqual(webhookPolicy(inCluster));
   });
 
+  it('accepts k8s/monitoring, whose ServiceMonitor selects the Service of k8s/base, when dry-run applied', async () => {
+    const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/monitoring']));
+    expect(objects.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'PrometheusRule', 'ServiceMonitor']);
+    const service = only<Service>(base, 'Service');
+    const monitor = only<
+      ServiceMonitor & {
+        spec: {
+          selector: { matchLabels: Record<string, string> };
+          namespaceSelector: { matchNames: string[] };
+        };
+      }
+    >(objects, 'ServiceMonitor');
+    expect(service.metadata.labels).toMatchObject(monitor.spec.selector.matchLabels);
+    expect(monitor.spec.namespaceSelector.matchNames).toEqual([service.metadata.namespace ?? '']);
+    expect(service.spec.ports.map((p) => p.name)).toContain(monitor.spec.endpoints[0]?.port ?? '');
+    // The alerts select the targets by job, which a ServiceMonitor sets to the Service's name, and call
+    // the webhook by its name in k8s/base.
+    const rules = JSON.stringify(only(objects, 'PrometheusRule'));
+    expect(rules).toContain(
+      `job=\\"${service.metadata.name}\\", namespace=\\"${service.metadata.namespace}\\"`,
+    );
+    const webhook = firstWebhook(only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration'));
+    expect(rules).toContain(`name=\\"${webhook.name}\\"`);
+    const dashboard = only<K8sObject & { data: Record<string, string> }>(objects, 'ConfigMap');
+    expect(dashboard.metadata.labels?.grafana_dashboard).toBe('1');
+    expect(JSON.parse(dashboard.data['kube-audit-rest.json'] ?? '{}').uid).toBe('kube-audit-rest');
+  });
+
   for (const source of TLS_SOURCES) {
-    it(`accepts the chart's objects, ServiceMonitor included, when tls.source is ${source}`, async () => {
+    it(`accepts the chart's objects, monitoring included, when tls.source is ${source}`, async () => {
       const existingSecret = source === 'existingSecret';
       const caBundle = Buffer.from(cp.caPem).toString('base64');
       const objects = await expectAccepted(
         await helmTemplate(
           `--set=tls.source=${source}`,
           '--set=serviceMonitor.enabled=true',
+          '--set=prometheusRule.enabled=true',
+          '--set=grafanaDashboard.enabled=true',
           ...(existingSecret ? ['--set=tls.secretName=my-tls', `--set=tls.caBundle=${caBundle}`] : []),
         ),
+      );
+      only(objects, 'PrometheusRule');
+      expect(only(objects, 'ConfigMap', 'kube-audit-rest-dashboard').metadata.labels?.grafana_dashboard).toBe(
+        '1',
       );
       const monitor = only<ServiceMonitor>(objects, 'ServiceMonitor');
       expect(monitor.spec.endpoints).toEqual([

@@ -4,6 +4,7 @@
  *
  * Nothing below `main` reads argv or the environment; everything it needs is in the Config.
  */
+import { FSYNC_MODES } from '../sink/file-sink.ts';
 import {
   booleanFlag,
   choiceFlag,
@@ -136,6 +137,39 @@ export const SERVE_FLAGS = {
     section: AUDIT_LOG,
     help: 'Rotated files to keep; 0 keeps them all',
   }),
+  loggerMaxAgeDays: integerFlag({
+    name: 'logger-max-age',
+    placeholder: 'DAYS',
+    default: 0,
+    min: 0,
+    max: 100_000,
+    section: AUDIT_LOG,
+    help: 'Delete rotated files older than this many days (by the time in their name); 0 keeps any age',
+  }),
+  loggerCompress: booleanFlag({
+    name: 'logger-compress',
+    section: AUDIT_LOG,
+    help: 'Gzip each rotated file to <name>.gz, in the background',
+  }),
+  fsync: choiceFlag({
+    name: 'fsync',
+    values: FSYNC_MODES,
+    default: 'never',
+    section: AUDIT_LOG,
+    help:
+      'never: a line is acknowledged once the kernel has it (survives a crash of kube-audit-rest, not of the ' +
+      'node); always: once it is on stable storage, one fsync shared by the requests that arrive together',
+  }),
+  onWriteError: choiceFlag({
+    name: 'on-write-error',
+    values: ['allow', 'deny'] as const,
+    default: 'allow',
+    section: AUDIT_LOG,
+    help:
+      'What to answer when a line cannot be written: allow (counted in ' +
+      'kube_audit_rest_unrecorded_requests_total) or deny (allowed: false; with failurePolicy: Fail no ' +
+      'change goes ahead unrecorded)',
+  }),
   ...RECORD_FLAGS,
   certFilename: textFlag({
     name: 'cert-filename',
@@ -240,6 +274,15 @@ function checkCombinations(config: Config): void {
   }
   if (config.syntheticResponseStatus && config.outputFormat !== 'audit-event') {
     throw new FlagError('--synthetic-response-status needs --output-format=audit-event');
+  }
+  if (config.auditToStdLog) {
+    for (const [on, flag] of [
+      [config.loggerMaxAgeDays > 0, 'logger-max-age'],
+      [config.loggerCompress, 'logger-compress'],
+      [config.fsync !== 'never', 'fsync'],
+    ] as const) {
+      if (on) throw new FlagError(`--${flag} applies to the log file and has no use with --audit-to-std-log`);
+    }
   }
   if (config.disableSecretRedaction && config.redactionKeyFile !== undefined) {
     throw new FlagError('--redaction-key-file has no use with --disable-secret-redaction');

@@ -7,6 +7,8 @@
  * `indexOf` of the next quote, so the cost is in the brackets and scalars between them.
  */
 
+import { skipValueFast } from './json-scan-wasm.ts';
+
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const LBRACE = 0x7b;
@@ -32,27 +34,45 @@ export function skipString(bytes: Uint8Array, at: number): number {
   }
 }
 
-/** Returns the index just past the value (of any type) that starts at `at`. */
+/**
+ * Returns the index just past the value (of any type) that starts at `at`. Containers are walked in
+ * one loop over their bytes that keeps track of being inside a string, rather than a call per string:
+ * managedFields, the largest value most reviews carry, is thousands of short strings, where a native
+ * search per string costs more in calls than it saves (measured: 3 to 4 times slower on the corpus).
+ */
 export function skipValue(bytes: Uint8Array, at: number): number {
+  const fast = skipValueFast(bytes, at);
+  if (fast >= 0) return fast;
+  return skipValueSlow(bytes, at);
+}
+
+/** {@link skipValue} in JavaScript, for texts the WebAssembly scanner no longer holds. */
+export function skipValueSlow(bytes: Uint8Array, at: number): number {
   const first = bytes[at];
   if (first === QUOTE) return skipString(bytes, at);
   if (first === LBRACE || first === LBRACKET) {
+    const n = bytes.length;
     let depth = 0;
     let i = at;
-    for (;;) {
+    while (i < n) {
       const c = bytes[i] as number;
       if (c === QUOTE) {
-        i = skipString(bytes, i);
-        continue;
-      }
-      if (c === LBRACE || c === LBRACKET) depth++;
-      else if (c === RBRACE || c === RBRACKET) {
+        // Inside a string only a backslash (skip the next byte) or the closing quote matters.
+        i++;
+        for (;;) {
+          const d = bytes[i];
+          if (d === QUOTE || d === undefined) break;
+          i += d === BACKSLASH ? 2 : 1;
+        }
+      } else if (c === LBRACE || c === LBRACKET) {
+        depth++;
+      } else if (c === RBRACE || c === RBRACKET) {
         depth--;
         if (depth === 0) return i + 1;
       }
       i++;
-      if (i >= bytes.length) return bytes.length;
     }
+    return n;
   }
   // A number or literal: it runs to the next delimiter.
   let i = at;

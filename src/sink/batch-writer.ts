@@ -1,20 +1,25 @@
 /**
- * @module The batching core both sinks share: queue lines, write each batch as one buffer, settle every waiter.
+ * @module The batching core both sinks share: queue lines, write each batch as one buffer, settle every waiter, recover readiness without traffic.
  *
  * `write` only queues. One flush per event-loop turn (setImmediate, so every request parsed in that
  * turn joins) copies the queued lines back to back into a reused buffer and hands the batch to a
- * {@link BatchTarget}, which writes it synchronously; the writes happen on the main thread, so one
- * write is in flight at a time and lines cannot interleave. The target reports how many leading
- * lines reached the descriptor; those callers resolve, the rest reject with their own
- * {@link SinkWriteError}. Group commit (one fdatasync per batch) is a target concern and needs no
- * change here.
+ * {@link BatchTarget}. A target writes synchronously (the file) or returns a promise (stdout, which
+ * waits for a slow reader without blocking the event loop); either way one batch is in flight at a
+ * time, so lines cannot interleave, and lines queued meanwhile form the next batch. The target
+ * reports how many leading lines were written; those callers resolve, the rest reject with
+ * {@link SinkWriteError}, and the observer hears of both.
+ *
+ * Readiness: a failed write makes the sink unready. It becomes ready again when a later write
+ * succeeds, or when the target's probe, run every `probeIntervalMs` while unready, finds that a
+ * write could succeed. The probe matters because an unready pod is taken out of its Service and
+ * then gets no traffic: without the probe it would stay unready after the fault is gone.
  */
 
-import { writeSync, writevSync } from 'node:fs';
 import type { Logger } from '../support/log.ts';
 import { silentLogger } from '../support/log.ts';
 import type { Line, LineSink, SinkObserver } from './sink.ts';
 import { SinkWriteError } from './sink.ts';
+import { asError, errnoCode, writeFully, writePiecesFully } from './write-range.ts';
 
 /** `\n`: every line must end with it, or the next line would glue onto it. */
 const NEWLINE = 0x0a;
@@ -29,12 +34,6 @@ const DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024;
 /** First size of the reused batch buffer; it doubles as batches need, up to the maximum batch size. */
 const INITIAL_BUFFER_BYTES = 64 * 1024;
 
-/** First pause after EAGAIN; a pipe reader usually drains within a millisecond. */
-const FIRST_EAGAIN_PAUSE_MS = 1;
-
-/** Longest single pause between EAGAIN retries, so a reader that comes back is noticed quickly. */
-const MAX_EAGAIN_PAUSE_MS = 50;
-
 /**
  * Least size of a line in pieces that is written on its own, straight from its pieces (one writev),
  * instead of being copied into the batch buffer. For a large body that copy is one more pass over
@@ -42,7 +41,20 @@ const MAX_EAGAIN_PAUSE_MS = 50;
  */
 const LARGE_LINE_BYTES = 64 * 1024;
 
-/** One flush's worth of queued lines, back to back. Valid only during {@link BatchTarget.writeBatch}. */
+/**
+ * Default time between two readiness probes while the sink is unready. Once a second is as often
+ * as a kubelet readiness probe looks (its `periodSeconds` is 1 at the least), and a probe costs
+ * about 30 µs (measured: testing/README.md), so recovery is noticed within a probe period at no cost.
+ */
+export const DEFAULT_PROBE_INTERVAL_MS = 1000;
+
+/**
+ * Default least time between two "cannot write" log entries. A full disk fails every write; one
+ * entry per 10 s, each with the count since the previous one, says so without flooding stderr.
+ */
+export const DEFAULT_FAILURE_LOG_INTERVAL_MS = 10_000;
+
+/** One flush's worth of queued lines, back to back. Valid only until the target settles it. */
 export type Batch = {
   /** The lines' bytes, line after line; may be longer than the batch (read only up to the last end). */
   readonly bytes: Uint8Array;
@@ -55,88 +67,69 @@ export type Batch = {
   readonly ends: readonly number[];
   /** How many lines the batch holds; at least one. */
   readonly count: number;
+  /**
+   * When the target must have settled the batch, on the writer's clock: the oldest line in it was
+   * queued `writeTimeoutMs` before. `Infinity` when the writer has no timeout.
+   */
+  readonly deadline: number;
 };
 
-/** A target's report that only the first `written` lines of a batch reached the descriptor. */
+/** A target's report that only the first `written` lines of a batch were written. */
 export type BatchFailure = {
-  /** How many leading lines were written; no byte of any later line remains. */
+  /** How many leading lines were written; the target answers for what became of the rest. */
   written: number;
   /** Why the rest were not (the errno error from node:fs, usually). */
   error: Error;
 };
 
+/** What a target reports for a batch: undefined when every line was written. */
+export type BatchResult = BatchFailure | undefined;
+
 /** Where a batch goes: a file with rotation, or a bare descriptor. */
 export type BatchTarget = {
   /**
-   * Writes the batch synchronously. Returns undefined when every line reached the descriptor,
-   * otherwise how far it got; must not throw (a throw is treated as "nothing written").
+   * Writes the batch, synchronously or by returning a promise (which must settle by about
+   * `batch.deadline`). Must not throw or reject; a throw counts as "nothing written".
    */
-  writeBatch(batch: Batch): BatchFailure | undefined;
-  /** Releases the descriptor, if the target owns one; may throw, which rejects `close()`. */
-  close(): void;
+  writeBatch(batch: Batch): BatchResult | Promise<BatchResult>;
+  /**
+   * Checks, without writing anything into the audit log, whether a write of `failedBytes` bytes
+   * could succeed now, repairing what it can (reopening a deleted file, finishing a stalled line);
+   * undefined if it could. Called only while unready and with no batch in flight. A target without
+   * a probe becomes ready only through a successful write.
+   */
+  probe?(failedBytes: number): Error | undefined;
+  /** Releases the descriptor, if the target owns one; may throw or reject, which rejects `close()`. */
+  close(): void | Promise<void>;
 };
 
 /** Options for {@link createBatchWriter}. */
 export type BatchWriterOptions = {
   /** What writes the batches. Required. */
   target: BatchTarget;
-  /** Counters for written and failed lines. Default: none. */
+  /** Events for written and failed lines and readiness changes. Default: none. */
   observer?: SinkObserver;
   /** Where failures and recoveries are logged (never line contents). Default: silent. */
   log?: Logger;
   /** Largest batch copied into one buffer, in bytes; a single larger line is written on its own. Default 4 MiB. */
   maxBatchBytes?: number;
+  /**
+   * Longest time a line may wait from `write` until its batch settles, in ms; it sets each batch's
+   * `deadline`, which the target enforces. Default `Infinity` (synchronous targets need none).
+   */
+  writeTimeoutMs?: number;
+  /**
+   * Most bytes that may wait in the queue (the batch in flight included); a `write` that would
+   * exceed it is rejected at once, unless the queue is empty. Default `Infinity`.
+   */
+  maxQueuedBytes?: number;
+  /** Time between two readiness probes while unready, in ms. Default 1000 ({@link DEFAULT_PROBE_INTERVAL_MS}). */
+  probeIntervalMs?: number;
+  /** Least time between two "cannot write" log entries, in ms. Default 10,000 ({@link DEFAULT_FAILURE_LOG_INTERVAL_MS}). */
+  failureLogIntervalMs?: number;
+  /** Monotonic clock in ms for deadlines and log rate limits. Default `performance.now`. */
+  clock?: () => number;
 };
-
-/** Reads the errno code (`ENOSPC`, `EAGAIN`, ...) of an error from node:fs, if it has one. */
-export function errnoCode(error: unknown): string | undefined {
-  return error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
-}
-
-function sleepSync(ms: number): void {
-  // A synchronous pause that does not spin the CPU (as sonic-boom's atomic-sleep does).
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-/**
- * Writes `bytes[start, end)` to `fd` with as few `writeSync` calls as the kernel allows, looping on
- * partial writes. On EAGAIN (a non-blocking pipe that is full) it pauses with a short backoff and
- * retries, for at most `eagainTimeoutMs` in a row without progress; then, or on any other error, it
- * throws the errno error. Bytes already written before a throw stay written: callers undo them.
- */
-export function writeFully(
-  fd: number,
-  bytes: Uint8Array,
-  start: number,
-  end: number,
-  eagainTimeoutMs: number,
-): void {
-  let offset = start;
-  let waited = 0;
-  let pause = FIRST_EAGAIN_PAUSE_MS;
-  while (offset < end) {
-    let n = 0;
-    try {
-      n = writeSync(fd, bytes, offset, end - offset);
-    } catch (error) {
-      if (errnoCode(error) !== 'EAGAIN' || waited >= eagainTimeoutMs) throw error;
-    }
-    if (n > 0) {
-      offset += n;
-      waited = 0;
-      pause = FIRST_EAGAIN_PAUSE_MS;
-      continue;
-    }
-    // EAGAIN, or a write that took nothing: wait for the reader, within the bound.
-    if (waited >= eagainTimeoutMs) {
-      throw Object.assign(new Error(`write made no progress for ${eagainTimeoutMs} ms`), { code: 'EAGAIN' });
-    }
-    const step = Math.min(pause, eagainTimeoutMs - waited);
-    sleepSync(step);
-    waited += step;
-    pause = Math.min(pause * 2, MAX_EAGAIN_PAUSE_MS);
-  }
-}
 
 /** The byte length of a line, or -1 if it is empty or does not end in `\n`. */
 function lineSize(line: Line): number {
@@ -165,54 +158,45 @@ function copyPieces(pieces: readonly Uint8Array[], into: Uint8Array, offset: num
 }
 
 /**
- * Writes `pieces` in order to `fd`: one writev, then {@link writeFully} for whatever the kernel did
- * not take. Errors as writeFully's; bytes written before a throw stay written.
- */
-function writePiecesFully(fd: number, pieces: readonly Uint8Array[], eagainTimeoutMs: number): void {
-  let skip = 0;
-  try {
-    skip = writevSync(fd, pieces as Uint8Array[]);
-  } catch (error) {
-    if (errnoCode(error) !== 'EAGAIN') throw error;
-  }
-  for (const piece of pieces) {
-    if (skip >= piece.length) {
-      skip -= piece.length;
-      continue;
-    }
-    writeFully(fd, piece, skip, piece.length, eagainTimeoutMs);
-    skip = 0;
-  }
-}
-
-/**
  * Writes the batch's bytes from offset `start` to `end` to `fd` with {@link writeFully}, or, for a
  * batch of one line in pieces, all its pieces with {@link writePiecesFully} (its only range).
  * Errors as theirs; bytes written before a throw stay written.
  */
-export function writeBatchRange(
-  fd: number,
-  batch: Batch,
-  start: number,
-  end: number,
-  eagainTimeoutMs: number,
-): void {
-  if (batch.pieces) writePiecesFully(fd, batch.pieces, eagainTimeoutMs);
-  else writeFully(fd, batch.bytes, start, end, eagainTimeoutMs);
+export function writeBatchRange(fd: number, batch: Batch, start: number, end: number): void {
+  if (batch.pieces) writePiecesFully(fd, batch.pieces);
+  else writeFully(fd, batch.bytes, start, end);
+}
+
+function checkPositive(name: string, value: number, allowZero: boolean, allowInfinity: boolean): void {
+  const ok =
+    (allowInfinity && value === Number.POSITIVE_INFINITY) ||
+    (Number.isFinite(value) && (allowZero ? value >= 0 : value > 0));
+  if (!ok)
+    throw new RangeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number, got ${value}`);
 }
 
 /**
  * Creates a {@link LineSink} that batches lines for `options.target`. `write` never throws: a bad
- * line (empty, or not ending in `\n`) or a closed sink gives a rejected promise.
+ * line (empty, or not ending in `\n`), a full queue or a closed sink gives a rejected promise.
  */
 export function createBatchWriter(options: BatchWriterOptions): LineSink {
   const { target } = options;
   const observer: SinkObserver = options.observer ?? {};
   const log = options.log ?? silentLogger;
   const maxBatchBytes = options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+  const writeTimeoutMs = options.writeTimeoutMs ?? Number.POSITIVE_INFINITY;
+  const maxQueuedBytes = options.maxQueuedBytes ?? Number.POSITIVE_INFINITY;
+  const probeIntervalMs = options.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
+  const failureLogIntervalMs = options.failureLogIntervalMs ?? DEFAULT_FAILURE_LOG_INTERVAL_MS;
+  const clock = options.clock ?? (() => performance.now());
   if (!Number.isSafeInteger(maxBatchBytes) || maxBatchBytes < 1) {
     throw new RangeError(`maxBatchBytes must be a positive integer, got ${maxBatchBytes}`);
   }
+  checkPositive('writeTimeoutMs', writeTimeoutMs, true, true);
+  checkPositive('maxQueuedBytes', maxQueuedBytes, false, true);
+  checkPositive('probeIntervalMs', probeIntervalMs, false, false);
+  checkPositive('failureLogIntervalMs', failureLogIntervalMs, true, false);
+  const timed = writeTimeoutMs !== Number.POSITIVE_INFINITY;
 
   // The queue: parallel arrays (no object per line), consumed from `head` and reset once drained.
   const lines: Line[] = [];
@@ -220,6 +204,10 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
   const resolves: Array<() => void> = [];
   const rejects: Array<(error: Error) => void> = [];
   let head = 0;
+  /** Bytes of every line not yet settled (the batch in flight included). */
+  let queuedBytes = 0;
+  /** When the oldest line not yet taken into a batch was queued; only kept with a finite timeout. */
+  let waitingSince: number | undefined;
 
   let buffer = new Uint8Array(Math.min(INITIAL_BUFFER_BYTES, maxBatchBytes));
   const ends: number[] = [];
@@ -228,20 +216,28 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
     pieces: readonly Uint8Array[] | undefined;
     ends: number[];
     count: number;
-  } = {
-    bytes: buffer,
-    pieces: undefined,
-    ends,
-    count: 0,
-  };
+    deadline: number;
+  } = { bytes: buffer, pieces: undefined, ends, count: 0, deadline: Number.POSITIVE_INFINITY };
   const largeLineBytes = Math.min(LARGE_LINE_BYTES, maxBatchBytes);
 
   let scheduled = false;
   let draining = false;
+  /** Settles when the batch a target is writing asynchronously has been settled. */
+  let inFlight: Promise<void> | undefined;
   let closed = false;
   let closing: Promise<void> | undefined;
+
   let healthy = true;
-  let failedSinceHealthy = 0;
+  let probeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Bytes of the lines the last failed batch could not write: what a probe must find room for. */
+  let failedBytes = 0;
+  /** Lines rejected since the sink became unready. */
+  let outageLines = 0;
+  /** Whether this outage's first failure was logged; its recovery is logged only then. */
+  let outageLogged = false;
+  let lastFailureLogAt = Number.NEGATIVE_INFINITY;
+  let unloggedLines = 0;
+  let unloggedFailures = 0;
 
   function notify(call: () => void): void {
     try {
@@ -251,16 +247,117 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
     }
   }
 
+  function ready(): boolean {
+    return !closed && healthy;
+  }
+
+  function setHealthy(value: boolean, cause?: Error): void {
+    const before = ready();
+    healthy = value;
+    const after = ready();
+    if (before !== after && observer.readyChanged) notify(() => observer.readyChanged?.(after, cause));
+  }
+
+  /**
+   * Logs a failure to write (`lines` > 0) or a failed probe (`lines` 0), at most once per
+   * `failureLogIntervalMs`; each entry carries the counts since the previous entry and its cause.
+   */
+  function logFailure(cause: Error, lines: number): void {
+    const now = clock();
+    if (now - lastFailureLogAt < failureLogIntervalMs) {
+      unloggedLines += lines;
+      if (lines > 0) unloggedFailures++;
+      return;
+    }
+    log.error('audit sink cannot write', {
+      code: errnoCode(cause),
+      error: cause,
+      rejectedLines: unloggedLines + lines,
+      failedWrites: unloggedFailures + (lines > 0 ? 1 : 0),
+      intervalMs: failureLogIntervalMs,
+    });
+    lastFailureLogAt = now;
+    unloggedLines = 0;
+    unloggedFailures = 0;
+    if (!healthy) outageLogged = true;
+  }
+
+  function scheduleProbe(): void {
+    if (probeTimer !== undefined || closed || !target.probe) return;
+    probeTimer = setTimeout(runProbe, probeIntervalMs);
+    probeTimer.unref?.();
+  }
+
+  function cancelProbe(): void {
+    if (probeTimer !== undefined) clearTimeout(probeTimer);
+    probeTimer = undefined;
+  }
+
+  function runProbe(): void {
+    probeTimer = undefined;
+    if (healthy || closed || !target.probe) return;
+    if (inFlight || draining) {
+      scheduleProbe(); // the batch in flight decides first
+      return;
+    }
+    let error: Error | undefined;
+    try {
+      error = target.probe(failedBytes);
+    } catch (thrown) {
+      error = asError(thrown);
+    }
+    if (error) {
+      logFailure(error, 0);
+      scheduleProbe();
+      return;
+    }
+    recover('probe');
+  }
+
+  function recover(via: 'write' | 'probe'): void {
+    if (healthy) return;
+    cancelProbe();
+    if (outageLogged) {
+      log.info('audit sink can write again', { via, rejectedLines: outageLines });
+      unloggedLines = 0;
+      unloggedFailures = 0;
+    }
+    outageLines = 0;
+    outageLogged = false;
+    setHealthy(true);
+  }
+
+  /** Counts and logs `lines` rejected lines; a failed write (`unready`) also makes the sink unready. */
+  function reportFailure(cause: Error, lines: number, bytes: number, unready: boolean): void {
+    if (observer.failed) notify(() => observer.failed?.(lines, cause));
+    if (unready) {
+      failedBytes = bytes;
+      outageLines += lines;
+      if (healthy) setHealthy(false, cause);
+      scheduleProbe();
+    }
+    logFailure(cause, lines);
+  }
+
+  /** Rejects a `write` at once, counted and logged like a failed write but without touching readiness. */
+  function rejectNow(message: string, cause: Error): Promise<void> {
+    const error = new SinkWriteError(message, { cause });
+    reportFailure(cause, 1, 0, false);
+    return Promise.reject(error);
+  }
+
   /** Fills `batch` from the queue head: as many lines as fit in maxBatchBytes, at least one. */
   function takeBatch(): void {
     const first = lines[head] as Line;
     let total = sizes[head] as number;
     batch.pieces = undefined;
+    batch.deadline = waitingSince === undefined ? Number.POSITIVE_INFINITY : waitingSince + writeTimeoutMs;
     if (!(first instanceof Uint8Array) && total >= largeLineBytes) {
       // A large line in pieces goes alone, written from its pieces: no copy of the body.
       batch.count = 1;
       batch.pieces = first;
       ends[0] = total;
+      if (head + 1 >= lines.length) waitingSince = undefined;
       return;
     }
     let count = 1;
@@ -272,6 +369,7 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
       count++;
     }
     batch.count = count;
+    if (head + count >= lines.length) waitingSince = undefined;
     if (count === 1 && first instanceof Uint8Array) {
       // A single whole line is written from its own bytes: no copy, and an oversized line never
       // grows the buffer.
@@ -297,61 +395,80 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
   }
 
   /** Settles the `batch.count` waiters at the queue head according to the target's report. */
-  function settle(failure: BatchFailure | undefined): void {
+  function settle(failure: BatchResult): void {
     const count = batch.count;
+    const total = ends[count - 1] as number;
     const written = failure ? Math.max(0, Math.min(failure.written, count)) : count;
+    const writtenBytes = written > 0 ? (ends[written - 1] as number) : 0;
+    queuedBytes -= total;
     for (let i = 0; i < written; i++) (resolves[head + i] as () => void)();
-    if (written > 0) {
-      const bytes = ends[written - 1] as number;
-      if (observer.written) notify(() => observer.written?.(written, bytes));
-    }
+    if (written > 0 && observer.written) notify(() => observer.written?.(written, writtenBytes));
     if (failure && written < count) {
       const cause = failure.error;
       const error = new SinkWriteError(`audit line not written: ${cause.message}`, { cause });
       for (let i = written; i < count; i++) (rejects[head + i] as (error: Error) => void)(error);
-      if (observer.failed) notify(() => observer.failed?.(count - written, cause));
-      if (healthy) {
-        log.error('audit write failed; lines are rejected until a write succeeds', {
-          code: errnoCode(cause),
-          error: cause,
-          lines: count - written,
-        });
-      }
-      healthy = false;
-      failedSinceHealthy += count - written;
-    } else if (!healthy) {
-      healthy = true;
-      log.info('audit writes succeed again', { failedLines: failedSinceHealthy });
-      failedSinceHealthy = 0;
+      head += count;
+      reportFailure(cause, count - written, total - writtenBytes, true);
+      return;
     }
     head += count;
+    recover('write');
   }
 
-  /** Writes every queued line, batch after batch, synchronously. */
+  function resetQueue(): void {
+    lines.length = 0;
+    sizes.length = 0;
+    resolves.length = 0;
+    rejects.length = 0;
+    head = 0;
+  }
+
+  /** Only a bug gets here (targets and observers are guarded); still, no waiter is left hanging. */
+  function failEverything(thrown: unknown): void {
+    const rejection = new SinkWriteError('audit sink failed', { cause: thrown });
+    const left = rejects.length - head;
+    for (let i = head; i < rejects.length; i++) (rejects[i] as (error: Error) => void)(rejection);
+    if (left > 0 && observer.failed) notify(() => observer.failed?.(left, asError(thrown)));
+    queuedBytes = 0;
+    waitingSince = undefined;
+    resetQueue();
+  }
+
+  function finishInFlight(result: BatchResult): void {
+    inFlight = undefined;
+    try {
+      settle(result);
+    } catch (error) {
+      failEverything(error);
+    }
+    drain();
+  }
+
+  /** Writes queued lines batch after batch, until the queue is empty or a target answers with a promise. */
   function drain(): void {
-    if (draining) return; // re-entered from an observer callback: the running drain picks the lines up
+    if (draining || inFlight) return; // re-entered, or a batch in flight: its settling drains again
     draining = true;
     try {
       while (head < lines.length) {
         takeBatch();
-        let failure: BatchFailure | undefined;
+        let result: BatchResult | Promise<BatchResult>;
         try {
-          failure = target.writeBatch(batch);
+          result = target.writeBatch(batch);
         } catch (error) {
-          failure = { written: 0, error: error instanceof Error ? error : new Error(String(error)) };
+          result = { written: 0, error: asError(error) };
         }
-        settle(failure);
+        if (result instanceof Promise) {
+          inFlight = result.then(finishInFlight, (error: unknown) =>
+            finishInFlight({ written: 0, error: asError(error) }),
+          );
+          return;
+        }
+        settle(result);
       }
+      resetQueue();
     } catch (error) {
-      // Only a bug gets here (targets and observers are guarded); still, no waiter is left hanging.
-      const rejection = new SinkWriteError('audit sink failed', { cause: error });
-      for (let i = head; i < rejects.length; i++) (rejects[i] as (error: Error) => void)(rejection);
+      failEverything(error);
     } finally {
-      lines.length = 0;
-      sizes.length = 0;
-      resolves.length = 0;
-      rejects.length = 0;
-      head = 0;
       draining = false;
     }
   }
@@ -362,39 +479,46 @@ export function createBatchWriter(options: BatchWriterOptions): LineSink {
   }
 
   function write(line: Line): Promise<void> {
-    if (closed) return Promise.reject(new SinkWriteError('sink closed'));
+    if (closed) return rejectNow('sink closed', new Error('the audit sink is closed'));
     const size = lineSize(line);
-    if (size < 0) return Promise.reject(new SinkWriteError('an audit line must end in \\n'));
+    if (size < 0) return rejectNow('an audit line must end in \\n', new Error('malformed audit line'));
+    if (queuedBytes > 0 && queuedBytes + size > maxQueuedBytes) {
+      const cause = Object.assign(new Error(`${queuedBytes} bytes are already waiting to be written`), {
+        code: 'ENOBUFS',
+      });
+      return rejectNow(`audit sink queue is full (at most ${maxQueuedBytes} bytes)`, cause);
+    }
     const { promise, resolve, reject } = Promise.withResolvers<void>();
+    if (timed && waitingSince === undefined) waitingSince = clock();
+    queuedBytes += size;
     lines.push(line);
     sizes.push(size);
     resolves.push(resolve);
     rejects.push(reject);
-    if (!scheduled && !draining) {
+    if (!scheduled && !draining && !inFlight) {
       scheduled = true;
       setImmediate(flushScheduled);
     }
     return promise;
   }
 
-  function ready(): boolean {
-    return !closed && healthy;
-  }
-
   function flushSync(): void {
     drain();
   }
 
+  async function closeOnce(): Promise<void> {
+    drain();
+    while (inFlight) await inFlight; // each settle drains again, which may start the next batch
+    await target.close();
+  }
+
   function close(): Promise<void> {
     if (closing) return closing;
+    const wasReady = ready();
     closed = true;
-    drain();
-    try {
-      target.close();
-      closing = Promise.resolve();
-    } catch (error) {
-      closing = Promise.reject(error);
-    }
+    cancelProbe();
+    if (wasReady && observer.readyChanged) notify(() => observer.readyChanged?.(false));
+    closing = closeOnce();
     return closing;
   }
 

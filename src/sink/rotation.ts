@@ -1,21 +1,31 @@
 /**
- * @module Backup names for size rotation, made and recognised the way lumberjack (kube-audit-rest 1.x) does.
+ * @module Backup names for size rotation, made and recognised the way lumberjack (kube-audit-rest 1.x) does, and which backups to prune or compress.
  *
  * `/var/log/audit.log` rotated at 2026-11-28 00:15:29.123 UTC becomes
  * `/var/log/audit-2026-11-28T00-15-29.123.log`: the base name without its extension, `-`, the UTC
- * time in the Go layout `2006-01-02T15-04-05.000`, then the extension. A file in the same directory
- * counts as a backup only if its name is exactly that shape with a valid time, so unrelated files
- * are never pruned. Everything here is pure except {@link pruneBackups}.
+ * time in the Go layout `2006-01-02T15-04-05.000`, then the extension; compressed, lumberjack
+ * appends `.gz`. A file in the same directory counts as a backup only if its name is exactly that
+ * shape with a valid time, so unrelated files are never pruned. Everything here is pure.
  */
 
-import { readdirSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import type { PruneReason } from './sink.ts';
 
 /** Matches the Go layout `2006-01-02T15-04-05.000`: fixed widths, exactly three fraction digits. */
 const BACKUP_TIME_PATTERN = /^(\d{4})-(\d{2})-(\d{2})T(\d{2})-(\d{2})-(\d{2})\.(\d{3})$/;
 
-/** lumberjack's suffix for compressed backups; recognised so a later compressing mode prunes the same set. */
-const COMPRESS_SUFFIX = '.gz';
+/** lumberjack's suffix for compressed backups: `<backup>.gz`. */
+export const COMPRESS_SUFFIX = '.gz';
+
+/**
+ * Suffix of a compression in progress: `<backup>.gz.tmp`, renamed to `<backup>.gz` once complete
+ * and synced. Neither kube-audit-rest nor lumberjack takes such a name for a backup, so a crash
+ * mid-compression leaves nothing that later counts as one.
+ */
+export const COMPRESS_TEMP_SUFFIX = `${COMPRESS_SUFFIX}.tmp`;
+
+/** One day in ms: `--logger-max-age` counts days, as lumberjack's MaxAge does (24 h each). */
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** How many later milliseconds {@link freeBackupName} tries before giving up; a full second of collisions. */
 const MAX_NAME_ATTEMPTS = 1000;
@@ -84,19 +94,22 @@ export function backupName(logPath: string, at: Date): string {
   return join(dir, `${prefix}${formatBackupTime(at)}${ext}`);
 }
 
+/** Reads the time out of `fileName` if it is `prefix`, a valid time, then exactly `ext`. */
+function timeFromName(fileName: string, name: LogName, ext: string): Date | undefined {
+  if (fileName.length < name.prefix.length + ext.length) return undefined;
+  if (!fileName.startsWith(name.prefix) || !fileName.endsWith(ext)) return undefined;
+  return parseBackupTime(fileName.slice(name.prefix.length, fileName.length - ext.length));
+}
+
 /**
  * Reads the rotation time out of a file name in the log's directory; undefined if the name is not a
  * backup of that log. Like lumberjack it strips the prefix and extension (or extension + `.gz`)
  * before parsing, so a stem that looks like a date cannot confuse it.
  */
 export function backupTimeFromName(fileName: string, name: LogName): Date | undefined {
-  for (const ext of [name.ext, `${name.ext}${COMPRESS_SUFFIX}`]) {
-    if (fileName.length < name.prefix.length + ext.length) continue;
-    if (!fileName.startsWith(name.prefix) || !fileName.endsWith(ext)) continue;
-    const at = parseBackupTime(fileName.slice(name.prefix.length, fileName.length - ext.length));
-    if (at) return at;
-  }
-  return undefined;
+  return (
+    timeFromName(fileName, name, name.ext) ?? timeFromName(fileName, name, `${name.ext}${COMPRESS_SUFFIX}`)
+  );
 }
 
 /**
@@ -118,60 +131,81 @@ export function freeBackupName(
   throw new Error(`no free backup name for ${logPath} within ${MAX_NAME_ATTEMPTS} ms of ${at.toISOString()}`);
 }
 
+/** What to do with the files of a log's directory, as {@link planBackups} decides. */
+export type BackupPlan = {
+  /** Backups (plain or `.gz`) to delete, and why. */
+  remove: { fileName: string; reason: PruneReason }[];
+  /** Uncompressed backups to gzip, oldest first. */
+  compress: string[];
+  /** Temporary files of compressions that did not finish (a crash, or a stop): to delete. */
+  leftovers: string[];
+};
+
+/** Options for {@link planBackups}. */
+export type BackupPlanOptions = {
+  /** Backups kept, newest first; 0 keeps any number. */
+  maxBackups: number;
+  /** Backups whose name's time is older than this many days are deleted; 0 keeps any age. */
+  maxAgeDays: number;
+  /** Whether uncompressed backups are to be gzipped. */
+  compress: boolean;
+  /** The present time, for maxAgeDays. */
+  now: Date;
+};
+
 /**
- * Chooses which of the directory entries `fileNames` to delete so that at most `maxBackups` backups
- * of `logPath` remain (0 keeps all). Newest by the time in the name are kept; a backup and its `.gz`
- * twin count once, as in lumberjack; names that are not backups are never chosen.
+ * Decides, from the names in the log's directory, which backups of `logPath` to delete and which
+ * to compress, in lumberjack's order: beyond `maxBackups` newest (a backup and its `.gz` twin count
+ * once) go first; of the rest, those whose name's time is more than `maxAgeDays` days before `now`;
+ * the remaining uncompressed ones are compressed. A backup and its `.gz` twin both present means a
+ * compression that was interrupted after its rename: the plain one is compressed again (the new
+ * `.gz` replaces the old), as lumberjack does, so nothing is lost if the `.gz` was a partial one
+ * left by 1.x. Names that are not backups are never chosen, except leftover temporary files.
  */
-export function selectBackupsToRemove(
+export function planBackups(
   fileNames: readonly string[],
   logPath: string,
-  maxBackups: number,
-): string[] {
-  if (maxBackups === 0) return [];
+  options: BackupPlanOptions,
+): BackupPlan {
   const name = splitLogName(logPath);
   const backups: { fileName: string; time: number }[] = [];
+  const leftovers: string[] = [];
   for (const fileName of fileNames) {
     const at = backupTimeFromName(fileName, name);
-    if (at) backups.push({ fileName, time: at.getTime() });
+    if (at) {
+      backups.push({ fileName, time: at.getTime() });
+    } else if (timeFromName(fileName, name, `${name.ext}${COMPRESS_TEMP_SUFFIX}`)) {
+      leftovers.push(fileName);
+    }
   }
   // Newest first; equal times (a file and its .gz twin) fall back to name order so the result is stable.
   backups.sort((a, b) => b.time - a.time || (a.fileName < b.fileName ? -1 : 1));
-  const kept = new Set<string>();
-  const remove: string[] = [];
-  for (const { fileName } of backups) {
-    kept.add(fileName.endsWith(COMPRESS_SUFFIX) ? fileName.slice(0, -COMPRESS_SUFFIX.length) : fileName);
-    if (kept.size > maxBackups) remove.push(fileName);
-  }
-  return remove;
-}
-
-/**
- * Deletes the oldest backups of `logPath` beyond `maxBackups` (0 keeps all). Returns the paths it
- * removed and the errors it met (a failed unlink does not stop the others); never throws.
- */
-export function pruneBackups(logPath: string, maxBackups: number): { removed: string[]; errors: Error[] } {
-  const removed: string[] = [];
-  const errors: Error[] = [];
-  if (maxBackups === 0) return { removed, errors };
-  const { dir } = splitLogName(logPath);
-  let fileNames: string[];
-  try {
-    fileNames = readdirSync(dir, { withFileTypes: true })
-      .filter((entry) => !entry.isDirectory())
-      .map((entry) => entry.name);
-  } catch (error) {
-    errors.push(error as Error);
-    return { removed, errors };
-  }
-  for (const fileName of selectBackupsToRemove(fileNames, logPath, maxBackups)) {
-    const path = join(dir, fileName);
-    try {
-      unlinkSync(path);
-      removed.push(path);
-    } catch (error) {
-      errors.push(error as Error);
+  const remove: BackupPlan['remove'] = [];
+  let remaining = backups;
+  if (options.maxBackups > 0) {
+    const kept = new Set<string>();
+    remaining = [];
+    for (const backup of backups) {
+      const { fileName } = backup;
+      kept.add(fileName.endsWith(COMPRESS_SUFFIX) ? fileName.slice(0, -COMPRESS_SUFFIX.length) : fileName);
+      if (kept.size > options.maxBackups) remove.push({ fileName, reason: 'max-backups' });
+      else remaining.push(backup);
     }
   }
-  return { removed, errors };
+  if (options.maxAgeDays > 0) {
+    const cutoff = options.now.getTime() - options.maxAgeDays * DAY_MS;
+    const young: typeof backups = [];
+    for (const backup of remaining) {
+      if (backup.time < cutoff) remove.push({ fileName: backup.fileName, reason: 'max-age' });
+      else young.push(backup);
+    }
+    remaining = young;
+  }
+  const compress = options.compress
+    ? remaining
+        .filter(({ fileName }) => !fileName.endsWith(COMPRESS_SUFFIX))
+        .map(({ fileName }) => fileName)
+        .reverse()
+    : [];
+  return { remove, compress, leftovers };
 }

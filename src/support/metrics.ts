@@ -13,6 +13,13 @@ const DURATION_BUCKETS = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 2.5, 10,
 ];
 
+/** prom-client default gauges whose names end in `_total`, which is for counters. */
+const MISNAMED_DEFAULTS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+] as const;
+
 /** A histogram without labels that costs a few array operations per observation. */
 export type DurationHistogram = {
   /** Counts one observation, in seconds. */
@@ -103,6 +110,10 @@ export type Metrics = {
   readonly certReloads: Counter<'result'>;
   /** Expiry of the certificate being served, as a Unix time in seconds. */
   readonly certExpiry: Gauge;
+  /** Whether the sink can write (1) or not (0), as /readyz reports it. */
+  readonly sinkReady: Gauge;
+  /** Gzip compressions of rotated files, by result. */
+  readonly compressions: Counter<'result'>;
   /** The sink observer that feeds the write metrics. */
   readonly sinkObserver: SinkObserver;
 };
@@ -111,6 +122,9 @@ export type Metrics = {
 export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Three of prom-client's defaults are gauges named like counters, which `promtool check metrics`
+  // rejects and rate() would misread; nothing here alerts on them.
+  for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
   const registers = [registry];
   const writeFailures = new Counter({
     name: 'kube_audit_rest_write_failures_total',
@@ -144,8 +158,23 @@ export function createMetrics(): Metrics {
     help: 'Times the audit log file was found deleted or moved away and was reopened',
     registers,
   });
+  const sinkReady = new Gauge({
+    name: 'kube_audit_rest_sink_ready',
+    help: 'Whether the audit sink can write (1) or its last write failed and it has not recovered yet (0)',
+    registers,
+  });
+  sinkReady.set(1); // a sink starts ready and reports only changes
+  const compressions = new Counter({
+    name: 'kube_audit_rest_log_compressions_total',
+    help: 'Rotated audit files gzipped in the background (--logger-compress), by result',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  for (const result of ['success', 'failure']) compressions.inc({ result }, 0);
   return {
     registry,
+    sinkReady,
+    compressions,
     httpRequests: new Counter({
       name: 'kube_audit_rest_http_requests_total',
       help: 'Total number of requests to kube-audit-rest',
@@ -201,6 +230,8 @@ export function createMetrics(): Metrics {
       failed: (lines) => writeFailures.inc(lines),
       rotated: () => rotations.inc(),
       reopened: () => reopens.inc(),
+      readyChanged: (ready) => sinkReady.set(ready ? 1 : 0),
+      compressed: (result) => compressions.inc({ result }),
     },
   };
 }

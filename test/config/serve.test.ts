@@ -42,6 +42,10 @@ describe('parseArgs', () => {
       redactionKeyFile: undefined,
       disableSecretRedaction: false,
       syntheticResponseStatus: false,
+      loggerMaxAgeDays: 0,
+      loggerCompress: false,
+      fsync: 'never',
+      onWriteError: 'allow',
     });
   });
 
@@ -63,6 +67,9 @@ describe('parseArgs', () => {
       ['output-format', 'audit-event', 'outputFormat', 'audit-event'],
       ['cluster-name', 'prod-eu', 'clusterName', 'prod-eu'],
       ['redaction-key-file', '/k', 'redactionKeyFile', '/k'],
+      ['logger-max-age', '30', 'loggerMaxAgeDays', 30],
+      ['fsync', 'always', 'fsync', 'always'],
+      ['on-write-error', 'deny', 'onWriteError', 'deny'],
     ];
     for (const [flag, value, key, expected] of pairs) {
       expect(config(parseArgs([`--${flag}=${value}`]))[key] as unknown).toEqual(expected);
@@ -136,6 +143,12 @@ describe('parseArgs', () => {
       '--shutdown-timeout must be at most 596h31m23s647ms, got "596h31m23s648ms"',
     );
     expect(error(parseArgs(['--tls-reload-interval=10000h']))).toContain('must be at most');
+  });
+
+  it('refuses file-only flags with --audit-to-std-log', () => {
+    for (const flag of ['--logger-max-age=3', '--logger-compress', '--fsync=always']) {
+      expect(error(parseArgs(['--audit-to-std-log', flag]))).toContain('has no use with --audit-to-std-log');
+    }
   });
 
   it('refuses flag combinations that cannot work', () => {

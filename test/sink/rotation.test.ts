@@ -1,17 +1,13 @@
-import { afterEach, describe, expect, it } from 'bun:test';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { describe, expect, it } from 'bun:test';
 import {
   backupName,
   backupTimeFromName,
   formatBackupTime,
   freeBackupName,
   parseBackupTime,
-  pruneBackups,
-  selectBackupsToRemove,
+  planBackups,
   splitLogName,
 } from '../../src/sink/rotation.ts';
-import { listDir, makeTempDir, removeDir } from './helpers.ts';
 
 const AT = new Date('2026-11-28T00:15:29.123Z');
 
@@ -129,8 +125,9 @@ describe('freeBackupName', () => {
   });
 });
 
-describe('selectBackupsToRemove', () => {
+describe('planBackups', () => {
   const log = '/var/log/audit.log';
+  const now = new Date('2026-01-10T00:00:00.000Z');
   const names = [
     'audit.log',
     'audit-2026-01-01T00-00-00.000.log',
@@ -140,16 +137,21 @@ describe('selectBackupsToRemove', () => {
     'audit-junk.log',
     'notes.txt',
   ];
+  const keepAll = { maxBackups: 0, maxAgeDays: 0, compress: false, now };
+
+  function removed(plan: ReturnType<typeof planBackups>): string[] {
+    return plan.remove.map(({ fileName, reason }) => `${reason} ${fileName}`).sort();
+  }
 
   it('keeps the newest maxBackups backups by the time in their names', () => {
-    expect(selectBackupsToRemove(names, log, 2).sort()).toEqual([
-      'audit-2025-12-31T23-59-59.999.log',
-      'audit-2026-01-01T00-00-00.000.log',
+    expect(removed(planBackups(names, log, { ...keepAll, maxBackups: 2 }))).toEqual([
+      'max-backups audit-2025-12-31T23-59-59.999.log',
+      'max-backups audit-2026-01-01T00-00-00.000.log',
     ]);
   });
 
-  it('removes nothing when maxBackups is 0', () => {
-    expect(selectBackupsToRemove(names, log, 0)).toEqual([]);
+  it('removes nothing when there is no maximum count, age or compression', () => {
+    expect(planBackups(names, log, keepAll)).toEqual({ remove: [], compress: [], leftovers: [] });
   });
 
   it('counts a backup and its .gz twin once when both exist', () => {
@@ -158,45 +160,59 @@ describe('selectBackupsToRemove', () => {
       'audit-2026-01-02T00-00-00.000.log.gz',
       'audit-2026-01-01T00-00-00.000.log.gz',
     ];
-    expect(selectBackupsToRemove(withTwin, log, 1)).toEqual(['audit-2026-01-01T00-00-00.000.log.gz']);
-  });
-});
-
-describe('pruneBackups', () => {
-  let dir = '';
-  afterEach(() => removeDir(dir));
-
-  it('deletes the oldest backups and leaves other files and directories alone', () => {
-    dir = makeTempDir('prune');
-    const log = join(dir, 'audit.log');
-    for (const name of [
-      'audit.log',
-      'audit-2026-01-01T00-00-00.000.log',
-      'audit-2026-01-02T00-00-00.000.log',
-      'audit-2026-01-03T00-00-00.000.log',
-      'audit-other.log',
-    ]) {
-      writeFileSync(join(dir, name), '');
-    }
-    mkdirSync(join(dir, 'audit-2020-01-01T00-00-00.000.log')); // a directory, never a backup
-    const { removed, errors } = pruneBackups(log, 1);
-    expect(errors).toEqual([]);
-    expect(removed.sort()).toEqual([
-      join(dir, 'audit-2026-01-01T00-00-00.000.log'),
-      join(dir, 'audit-2026-01-02T00-00-00.000.log'),
+    expect(removed(planBackups(withTwin, log, { ...keepAll, maxBackups: 1 }))).toEqual([
+      'max-backups audit-2026-01-01T00-00-00.000.log.gz',
     ]);
-    expect(listDir(dir)).toEqual([
+  });
+
+  it('removes backups older than maxAgeDays by the time in their names, to the millisecond', () => {
+    const names = [
+      'audit-2026-01-03T00-00-00.000.log', // exactly 7 days old: kept, as lumberjack keeps it
+      'audit-2026-01-02T23-59-59.999.log.gz', // a millisecond older: removed
+      'audit-2026-01-09T00-00-00.000.log',
+    ];
+    expect(removed(planBackups(names, log, { ...keepAll, maxAgeDays: 7 }))).toEqual([
+      'max-age audit-2026-01-02T23-59-59.999.log.gz',
+    ]);
+  });
+
+  it('applies maxBackups first and maxAgeDays to what is left, as lumberjack does', () => {
+    const plan = planBackups(names, log, { ...keepAll, maxBackups: 3, maxAgeDays: 8 });
+    expect(removed(plan)).toEqual([
+      'max-age audit-2026-01-01T00-00-00.000.log',
+      'max-backups audit-2025-12-31T23-59-59.999.log',
+    ]);
+  });
+
+  it('compresses the uncompressed backups that are kept, oldest first', () => {
+    const files = [
+      'audit-2026-01-03T00-00-00.000.log',
+      'audit-2026-01-02T00-00-00.000.log.gz',
+      'audit-2026-01-04T00-00-00.000.log',
       'audit-2020-01-01T00-00-00.000.log',
-      'audit-2026-01-03T00-00-00.000.log',
-      'audit-other.log',
       'audit.log',
+    ];
+    const plan = planBackups(files, log, { ...keepAll, maxBackups: 3, compress: true });
+    expect(plan.compress).toEqual(['audit-2026-01-03T00-00-00.000.log', 'audit-2026-01-04T00-00-00.000.log']);
+    expect(removed(plan)).toEqual(['max-backups audit-2020-01-01T00-00-00.000.log']);
+  });
+
+  it('compresses again a backup whose .gz twin exists, since that .gz may be partial', () => {
+    const files = ['audit-2026-01-03T00-00-00.000.log', 'audit-2026-01-03T00-00-00.000.log.gz'];
+    expect(planBackups(files, log, { ...keepAll, compress: true }).compress).toEqual([
+      'audit-2026-01-03T00-00-00.000.log',
     ]);
   });
 
-  it('reports the error instead of throwing when the directory is gone', () => {
-    dir = makeTempDir('prune');
-    const { removed, errors } = pruneBackups(join(dir, 'missing', 'audit.log'), 1);
-    expect(removed).toEqual([]);
-    expect(errors.length).toBe(1);
+  it('lists the temporary files of unfinished compressions, and nothing that merely looks like one', () => {
+    const files = [
+      'audit-2026-01-03T00-00-00.000.log.gz.tmp',
+      'audit-2026-01-03T00-00-00.000.log.tmp',
+      'audit.log.gz.tmp',
+      'other-2026-01-03T00-00-00.000.log.gz.tmp',
+    ];
+    const plan = planBackups(files, log, keepAll);
+    expect(plan.leftovers).toEqual(['audit-2026-01-03T00-00-00.000.log.gz.tmp']);
+    expect(plan.remove).toEqual([]);
   });
 });

@@ -1,109 +1,19 @@
 /**
- * @module `bun run testing/bench/ab.ts`: paired before-and-after runs. Several kube-audit-rest variants
- * (an older commit, today's build, today's build with other flags) run side by side, each loaded by its
- * own wrk over the same seconds, so the machine's drift hits them alike; each reports its CPU per
- * request from /proc and its log check.
+ * @module `bun run testing/bench/ab.ts`: paired before-and-after runs (see paired.ts) from the command line.
  *
- *   bun run testing/bench/ab.ts --variant=before@4bfffe6 --variant=now \
+ *   bun run testing/bench/ab.ts --variant=before@4bfffe6 --variant=now \\
  *     --variant='event@:--output-format=audit-event' [--workload=mix|lease-update|...] [--rounds=3]
  *
  * A variant is `name`, `name@REF` (that commit, built once into .cache/ab/) or `name@REF:FLAGS` (flags
  * separated by spaces); no ref means the working tree's dist/kube-audit-rest. BENCH_SECONDS (5),
  * BENCH_CONNECTIONS (16 per variant) set the load.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeCa, makeServerCert } from '../../test/helpers/certs.ts';
-import { freePort, waitUntil } from '../../test/helpers/server-process.ts';
-import { runClosedLoop } from './closed-loop.ts';
 import { CAPTURED, loadTemplates, mixWorkload, single, type Workload } from './corpus.ts';
-import { checkLog } from './log-check.ts';
-import { cpuSeconds } from './proc-stats.ts';
-import { fixed, int, table } from './report.ts';
-
-const REPO = join(import.meta.dir, '..', '..');
-/** Where built commits are kept between runs (gitignored). */
-const CACHE = join(REPO, '.cache', 'ab');
-/** Rotation size: larger than a run writes, so the log check reads one file. */
-const NO_ROTATION_MB = 1_000_000;
-/** Longest wait for a variant to answer /readyz. */
-const READY_MS = 15_000;
-
-type Variant = { name: string; exe: string; args: string[] };
-
-/** Builds commit `ref` into the cache once, and returns its executable. */
-function buildRef(ref: string): string {
-  const sha = Bun.spawnSync(['git', 'rev-parse', '--short=12', ref], { cwd: REPO }).stdout.toString().trim();
-  if (sha === '') throw new Error(`no such commit: ${ref}`);
-  const exe = join(CACHE, sha, 'kube-audit-rest');
-  if (existsSync(exe)) return exe;
-  const tree = mkdtempSync(join(tmpdir(), 'kar-ab-'));
-  try {
-    const run = (cmd: string[], cwd: string) => {
-      const out = Bun.spawnSync(cmd, { cwd, stdout: 'pipe', stderr: 'pipe' });
-      if (out.exitCode !== 0) throw new Error(`${cmd.join(' ')}: ${out.stderr.toString()}`);
-    };
-    run(['git', 'worktree', 'add', '--detach', tree, sha], REPO);
-    run([process.execPath, 'install', '--frozen-lockfile'], tree);
-    mkdirSync(join(CACHE, sha), { recursive: true });
-    run([process.execPath, 'build', '--compile', '--minify', 'src/main.ts', '--outfile', exe], tree);
-  } finally {
-    Bun.spawnSync(['git', 'worktree', 'remove', '--force', tree], { cwd: REPO });
-    rmSync(tree, { recursive: true, force: true });
-  }
-  return exe;
-}
-
-function parseVariant(spec: string): Variant {
-  const at = spec.indexOf('@');
-  const name = at < 0 ? spec : spec.slice(0, at);
-  const rest = at < 0 ? '' : spec.slice(at + 1);
-  const colon = rest.indexOf(':');
-  const ref = colon < 0 ? rest : rest.slice(0, colon);
-  const args =
-    colon < 0
-      ? []
-      : rest
-          .slice(colon + 1)
-          .split(' ')
-          .filter(Boolean);
-  return { name, exe: ref === '' ? join(REPO, 'dist', 'kube-audit-rest') : buildRef(ref), args };
-}
-
-type Running = { variant: Variant; proc: Bun.Subprocess; port: number; logFile: string };
-
-async function start(variant: Variant, dir: string, certFile: string, keyFile: string): Promise<Running> {
-  const port = freePort();
-  const metricsPort = freePort();
-  const logFile = join(dir, `${variant.name}-${Date.now()}.log`);
-  const proc = Bun.spawn(
-    [
-      variant.exe,
-      `--server-port=${port}`,
-      `--metrics-port=${metricsPort}`,
-      '--bind-address=127.0.0.1',
-      `--cert-filename=${certFile}`,
-      `--cert-key-filename=${keyFile}`,
-      `--logger-filename=${logFile}`,
-      `--logger-max-size=${NO_ROTATION_MB}`,
-      ...variant.args,
-    ],
-    { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' },
-  );
-  await waitUntil(
-    async () => {
-      if (proc.exitCode !== null) throw new Error(`${variant.name} exited ${proc.exitCode}`);
-      return fetch(`http://127.0.0.1:${metricsPort}/readyz`).then(
-        (r) => r.status === 200,
-        () => false,
-      );
-    },
-    READY_MS,
-    `${variant.name} /readyz`,
-  );
-  return { variant, proc, port, logFile };
-}
+import { pairedRuns, pairedTable, parseVariant } from './paired.ts';
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
@@ -113,88 +23,29 @@ async function main(): Promise<void> {
   if (specs.length < 2) throw new Error('give at least two --variant= (see ab.ts)');
   const seconds = Number(process.env.BENCH_SECONDS ?? 5);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
-  const variants = specs.map(parseVariant);
   const templates = loadTemplates();
-  const workload: Workload =
-    workloadName === 'mix'
-      ? mixWorkload(templates)
-      : single(
-          templates.find((t) => t.name === workloadName) ??
-            (() => {
-              throw new Error(`--workload: one of mix, ${CAPTURED.join(', ')}`);
-            })(),
-        );
-
-  const dir = mkdtempSync(join(tmpdir(), 'kar-ab-run-'));
-  const ca = await makeCa(dir);
-  const cert = await makeServerCert(dir, ca);
-  const cpu: number[][] = variants.map(() => []);
-  const rps: number[][] = variants.map(() => []);
-  const checks: string[] = variants.map(() => '');
-  let run = 0;
+  const template = templates.find((t) => t.name === workloadName);
+  const workload: Workload | undefined =
+    workloadName === 'mix' ? mixWorkload(templates) : template && single(template);
+  if (workload === undefined) throw new Error(`--workload: one of mix, ${CAPTURED.join(', ')}`);
+  const tls = mkdtempSync(join(tmpdir(), 'kar-ab-tls-'));
   try {
-    for (let r = 0; r < rounds; r++) {
-      const servers = await Promise.all(variants.map((v) => start(v, dir, cert.certFile, cert.keyFile)));
-      try {
-        // Warm-up, then the measured run, all variants at once.
-        const load = async (seconds: number) => {
-          const runs = servers.map(() => ++run);
-          const cpu0 = servers.map((s) => cpuSeconds(s.proc.pid));
-          const results = await Promise.all(
-            servers.map((s, i) =>
-              runClosedLoop({
-                port: s.port,
-                workload,
-                seconds,
-                connections,
-                threads: 1,
-                run: runs[i] as number,
-                dir,
-                drainTimeoutSeconds: 30,
-              }),
-            ),
-          );
-          return { runs, results, cpu: servers.map((s, i) => cpuSeconds(s.proc.pid) - (cpu0[i] as number)) };
-        };
-        const warm = await load(1);
-        const measured = await load(seconds);
-        servers.forEach((s, i) => {
-          const acked = measured.results[i]?.acknowledged ?? 0;
-          cpu[i]?.push(((measured.cpu[i] as number) / acked) * 1e6);
-          rps[i]?.push(acked / seconds);
-          const check = checkLog(s.logFile, new Set([warm.runs[i] as number, measured.runs[i] as number]));
-          const ackedAll = acked + (warm.results[i]?.acknowledged ?? 0);
-          checks[i] +=
-            `${r > 0 ? ', ' : ''}${check.benchLines}/${ackedAll} lines${check.badLines > 0 ? ` (${check.badLines} bad)` : ''}`;
-        });
-      } finally {
-        for (const s of servers) {
-          s.proc.kill('SIGTERM');
-          await s.proc.exited;
-          if (existsSync(s.logFile)) rmSync(s.logFile);
-        }
-      }
-    }
+    const ca = await makeCa(tls);
+    const cert = await makeServerCert(tls, ca);
+    const results = await pairedRuns({
+      variants: specs.map(parseVariant),
+      workload,
+      rounds,
+      seconds,
+      connections,
+      cert,
+    });
+    process.stdout.write(
+      `${pairedTable(results)}\n\nWorkload ${workload.name}, ${rounds} rounds of ${seconds} s, ${connections} connections per variant, all variants loaded at once.\n`,
+    );
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(tls, { recursive: true, force: true });
   }
-  const rows = variants.map((v, i) => [
-    v.name,
-    v.args.join(' ') || '(defaults)',
-    (cpu[i] ?? []).map((x) => fixed(x, 1)).join(' / '),
-    fixed(median(cpu[i] ?? []), 1),
-    int(median(rps[i] ?? [])),
-    checks[i] as string,
-  ]);
-  process.stdout.write(
-    `${table(['variant', 'flags', 'CPU µs per request, each round', 'median', 'req/s (median)', 'log lines / acknowledged'], rows)}\n\n` +
-      `Workload ${workload.name}, ${rounds} rounds of ${seconds} s, ${connections} connections per variant, all variants loaded at once.\n`,
-  );
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : (s[Math.floor(s.length / 2)] as number);
 }
 
 if (import.meta.main) await main();

@@ -4,6 +4,8 @@
  * testing/bench/results/latest.md.
  *
  * Sections (all by default; `--only=corpus,open,...` picks some):
+ * - features: the audit Policy, audit-event lines and Secret redaction, each set of flags on the mix in
+ *   paired runs, and in process per body (features.ts).
  * - corpus: each captured review (corpus.ts) and the weighted mix, closed loop (wrk, as fast as the server
  *   answers): requests/s, latency, CPU seconds per 1,000 requests, peak RSS, log bytes/s; the same for the
  *   floor; our rate as a share of the floor's is the headline.
@@ -25,6 +27,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { makeCa, makeServerCert } from '../../test/helpers/certs.ts';
 import { CAPTURED, CONFIGMAP_1MIB, loadTemplates, mixWorkload, single } from './corpus.ts';
+import { featuresSection } from './features.ts';
 import { fixed, int, machine, ms, percent } from './report.ts';
 import { type Context, measure, type Pair, pair, progress, withServer } from './runs.ts';
 import {
@@ -108,6 +111,10 @@ async function main(): Promise<number> {
           `- **mix: ${int(mixPair.ours.load.rps)} req/s, ${percent(mixPair.ours.load.rps / mixPair.floor.load.rps)} of the floor's ` +
             `${int(mixPair.floor.load.rps)}**; ${fixed(mixPair.ours.cpuPer1k, 3)} CPU s per 1,000 requests`,
         );
+    }
+    if (has('features')) {
+      progress('features: policy, audit-event, redaction');
+      out.push(await featuresSection(ctx, mix, join(import.meta.dir, '..', '..', 'dist', 'kube-audit-rest')));
     }
     if (has('open')) {
       let maxRate = mixPair?.ours.load.rps;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** The parts of the bench, in the order they run; `--only` picks some. */
-export const SECTIONS = ['corpus', 'open', 'memory', 'sweep', 'cores', 'micro'] as const;
+export const SECTIONS = ['corpus', 'features', 'open', 'memory', 'sweep', 'cores', 'micro'] as const;
 
 /** One of {@link SECTIONS}. */
 export type Section = (typeof SECTIONS)[number];

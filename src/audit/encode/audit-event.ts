@@ -84,6 +84,35 @@ function userJson(info: UserInfo): string {
   return JSON.stringify(user);
 }
 
+/** UserInfo's fields, and the first byte each one's value must have: a string, an array, an object. */
+const USER_FIELDS: readonly (readonly [Uint8Array, number])[] = [
+  [encoder.encode('"username"'), QUOTE],
+  [encoder.encode('"uid"'), QUOTE],
+  [encoder.encode('"groups"'), 0x5b],
+  [encoder.encode('"extra"'), 0x7b],
+];
+
+/**
+ * The request's userInfo as the Event's `user`: its own bytes when it holds only UserInfo's four
+ * fields with values of the right kind (what the API server sends: no decoding, no re-encoding), or
+ * else rebuilt from the decoded fields, so that the line always decodes as an Event.
+ */
+function userBytes(record: AdmissionRecord): string {
+  const bytes = record.bytes;
+  const start = record.start('userInfo');
+  if (start < 0 || bytes[start] !== 0x7b) return '{"username":""}';
+  let clean = true;
+  let hasUsername = false;
+  eachMember(bytes, start, (m) => {
+    const field = USER_FIELDS.findIndex(([key]) => equalsToken(bytes, m.keyStart, m.keyEnd, key));
+    if (field === 0) hasUsername = true;
+    clean = field >= 0 && (USER_FIELDS[field] as readonly [Uint8Array, number])[1] === bytes[m.valueStart];
+    return !clean;
+  });
+  if (clean && hasUsername) return decoder.decode(bytes.subarray(start, record.end('userInfo')));
+  return userJson(record.userInfo);
+}
+
 /** An object's `metadata.uid` and `metadata.resourceVersion`, for objectRef. */
 type Identity = { uid: string | undefined; resourceVersion: string | undefined };
 
@@ -136,7 +165,8 @@ function targetOf(record: AdmissionRecord): Target {
     version: typeof gvr.version === 'string' ? gvr.version : '',
     resource: typeof gvr.resource === 'string' ? gvr.resource : '',
     subresource: sub ?? '',
-    namespace: record.namespace ?? '',
+    // A Namespace is cluster-scoped: admission names it in `namespace` too, its URL and objectRef do not.
+    namespace: gvr.group === '' && gvr.resource === 'namespaces' ? '' : (record.namespace ?? ''),
     name: record.name ?? '',
   };
 }
@@ -164,8 +194,7 @@ function connectQuery(record: AdmissionRecord, subresource: string, query: URLSe
  */
 export function requestUriOf(record: AdmissionRecord, t: Target): string {
   let path = t.group === '' ? `/api/${t.version}` : `/apis/${t.group}/${t.version}`;
-  const isNamespace = t.group === '' && t.resource === 'namespaces';
-  if (t.namespace !== '' && !isNamespace) path += `/namespaces/${encodeURIComponent(t.namespace)}`;
+  if (t.namespace !== '') path += `/namespaces/${encodeURIComponent(t.namespace)}`;
   path += `/${t.resource}`;
   const named = !(record.operation === 'CREATE' && t.subresource === '');
   if (named && t.name !== '') path += `/${encodeURIComponent(t.name)}`;
@@ -233,7 +262,7 @@ export function encodeAuditEvent(
   const start = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"${ctx.decision.level}","auditID":${decoder.decode(record.uidToken)},"stage":"`;
   const rest =
     `","requestURI":${JSON.stringify(requestUriOf(record, t))},"verb":"${verb}",` +
-    `"user":${userJson(record.userInfo)},"objectRef":${objectRefJson(record, t)}` +
+    `"user":${userBytes(record)},"objectRef":${objectRefJson(record, t)}` +
     (ctx.syntheticResponseStatus
       ? `,"responseStatus":{"metadata":{},"code":${verb === 'create' ? 201 : 200}}`
       : '');

@@ -15,7 +15,7 @@ trap 'rm -f "$wasm" "$generated"' EXIT
 
 # -msimd128: 16-byte compares for strings; -mbulk-memory: memmove becomes memory.copy (no libc here).
 clang --target=wasm32 -O3 -msimd128 -mbulk-memory -nostdlib -Wall -Wextra -Werror \
-  -Wl,--no-entry -Wl,--export=scan -Wl,--export=input_buffer -Wl,--export=result_buffer \
+  -Wl,--no-entry -Wl,--export=scan -Wl,--export=skip_value -Wl,--export=input_buffer -Wl,--export=result_buffer \
   -Wl,--strip-all -o "$wasm" json-scan.c
 
 {

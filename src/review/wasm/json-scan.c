@@ -287,3 +287,34 @@ done: {
   return FAST_OK;
 }
 }
+
+/*
+ * Returns the offset just past the value that starts at `pos` in the text of the last scan() that
+ * returned FAST_OK (still in the input buffer), for src/review/navigate.ts: finding the end of a large
+ * value (managedFields, an object) without walking it byte by byte in JavaScript. The text was
+ * validated by that scan, so nothing is checked here; strings go 16 bytes at a time.
+ */
+int32_t skip_value(int32_t pos) {
+  const uint8_t *const base = input_buffer();
+  const uint8_t *p = base + pos;
+  uint8_t c = *p;
+  if (c == '"') return (int32_t)(scan_string(p + 1) + 1 - base);
+  if (c != '{' && c != '[') {
+    while (*p != ',' && *p != '}' && *p != ']' && *p != 0) p++;
+    return (int32_t)(p - base);
+  }
+  int depth = 0;
+  for (;;) {
+    c = *p;
+    if (c == '"') {
+      p = scan_string(p + 1) + 1;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      depth++;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) return (int32_t)(p + 1 - base);
+    }
+    p++;
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * @module Paired runs: several kube-audit-rest variants (an older commit, today's build, today's build with
+ * other flags) serving side by side, each loaded by its own wrk over the same seconds, so the machine's
+ * drift hits them alike. Used by ab.ts (the command line) and by the bench's features section.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestServerCert } from '../../test/helpers/certs.ts';
+import { freePort, waitUntil } from '../../test/helpers/server-process.ts';
+import { runClosedLoop } from './closed-loop.ts';
+import type { Workload } from './corpus.ts';
+import { checkLog } from './log-check.ts';
+import { cpuSeconds } from './proc-stats.ts';
+import { fixed, int, table } from './report.ts';
+
+const REPO = join(import.meta.dir, '..', '..');
+/** Where built commits are kept between runs (gitignored). */
+const CACHE = join(REPO, '.cache', 'ab');
+/** Rotation size: larger than a run writes, so the log check reads one file. */
+const NO_ROTATION_MB = 1_000_000;
+/** Longest wait for a variant to answer /readyz. */
+const READY_MS = 15_000;
+
+/** A build and the flags it runs with. */
+export type Variant = { name: string; exe: string; args: string[] };
+
+/** Builds commit `ref` into the cache once, and returns its executable. */
+export function buildRef(ref: string): string {
+  const sha = Bun.spawnSync(['git', 'rev-parse', '--short=12', ref], { cwd: REPO }).stdout.toString().trim();
+  if (sha === '') throw new Error(`no such commit: ${ref}`);
+  const exe = join(CACHE, sha, 'kube-audit-rest');
+  if (existsSync(exe)) return exe;
+  const tree = mkdtempSync(join(tmpdir(), 'kar-ab-'));
+  try {
+    const run = (cmd: string[], cwd: string) => {
+      const out = Bun.spawnSync(cmd, { cwd, stdout: 'pipe', stderr: 'pipe' });
+      if (out.exitCode !== 0) throw new Error(`${cmd.join(' ')}: ${out.stderr.toString()}`);
+    };
+    run(['git', 'worktree', 'add', '--detach', tree, sha], REPO);
+    run([process.execPath, 'install', '--frozen-lockfile'], tree);
+    mkdirSync(join(CACHE, sha), { recursive: true });
+    run([process.execPath, 'build', '--compile', '--minify', 'src/main.ts', '--outfile', exe], tree);
+  } finally {
+    Bun.spawnSync(['git', 'worktree', 'remove', '--force', tree], { cwd: REPO });
+    rmSync(tree, { recursive: true, force: true });
+  }
+  return exe;
+}
+
+/** Reads `name`, `name@REF` or `name@REF:FLAGS` (see ab.ts). */
+export function parseVariant(spec: string): Variant {
+  const at = spec.indexOf('@');
+  const name = at < 0 ? spec : spec.slice(0, at);
+  const rest = at < 0 ? '' : spec.slice(at + 1);
+  const colon = rest.indexOf(':');
+  const ref = colon < 0 ? rest : rest.slice(0, colon);
+  const args =
+    colon < 0
+      ? []
+      : rest
+          .slice(colon + 1)
+          .split(' ')
+          .filter(Boolean);
+  return { name, exe: ref === '' ? join(REPO, 'dist', 'kube-audit-rest') : buildRef(ref), args };
+}
+
+type Running = { variant: Variant; proc: Bun.Subprocess; port: number; logFile: string };
+
+async function start(variant: Variant, dir: string, certFile: string, keyFile: string): Promise<Running> {
+  const port = freePort();
+  const metricsPort = freePort();
+  const logFile = join(dir, `${variant.name}-${Date.now()}.log`);
+  const proc = Bun.spawn(
+    [
+      variant.exe,
+      `--server-port=${port}`,
+      `--metrics-port=${metricsPort}`,
+      '--bind-address=127.0.0.1',
+      `--cert-filename=${certFile}`,
+      `--cert-key-filename=${keyFile}`,
+      `--logger-filename=${logFile}`,
+      `--logger-max-size=${NO_ROTATION_MB}`,
+      ...variant.args,
+    ],
+    { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' },
+  );
+  await waitUntil(
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`${variant.name} exited ${proc.exitCode}`);
+      return fetch(`http://127.0.0.1:${metricsPort}/readyz`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+    },
+    READY_MS,
+    `${variant.name} /readyz`,
+  );
+  return { variant, proc, port, logFile };
+}
+
+/** What each variant spent and wrote, round by round. */
+export type PairedResult = {
+  variant: Variant;
+  /** Server CPU µs per acknowledged request, per round. */
+  cpuUs: number[];
+  /** Acknowledged requests per second, per round. */
+  rps: number[];
+  /** Log lines found against requests acknowledged, per round (as text). */
+  checks: string;
+};
+
+/** Options for {@link pairedRuns}. */
+export type PairedOptions = {
+  variants: readonly Variant[];
+  workload: Workload;
+  rounds: number;
+  seconds: number;
+  /** Connections per variant. */
+  connections: number;
+  /** The serving certificate every variant uses. */
+  cert: TestServerCert;
+};
+
+/** Runs every variant at once under its own wrk, `rounds` times; see the module comment. */
+export async function pairedRuns(options: PairedOptions): Promise<PairedResult[]> {
+  const { variants, workload, rounds, seconds, connections, cert } = options;
+  const dir = mkdtempSync(join(tmpdir(), 'kar-ab-run-'));
+  const cpu: number[][] = variants.map(() => []);
+  const rps: number[][] = variants.map(() => []);
+  const checks: string[] = variants.map(() => '');
+  let run = 0;
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const servers = await Promise.all(variants.map((v) => start(v, dir, cert.certFile, cert.keyFile)));
+      try {
+        // Warm-up, then the measured run, all variants at once.
+        const load = async (seconds: number) => {
+          const runs = servers.map(() => ++run);
+          const cpu0 = servers.map((s) => cpuSeconds(s.proc.pid));
+          const results = await Promise.all(
+            servers.map((s, i) =>
+              runClosedLoop({
+                port: s.port,
+                workload,
+                seconds,
+                connections,
+                threads: 1,
+                run: runs[i] as number,
+                dir,
+                drainTimeoutSeconds: 30,
+              }),
+            ),
+          );
+          return { runs, results, cpu: servers.map((s, i) => cpuSeconds(s.proc.pid) - (cpu0[i] as number)) };
+        };
+        const warm = await load(1);
+        const measured = await load(seconds);
+        servers.forEach((s, i) => {
+          const acked = measured.results[i]?.acknowledged ?? 0;
+          cpu[i]?.push(((measured.cpu[i] as number) / acked) * 1e6);
+          rps[i]?.push(acked / seconds);
+          const check = checkLog(s.logFile, new Set([warm.runs[i] as number, measured.runs[i] as number]));
+          const ackedAll = acked + (warm.results[i]?.acknowledged ?? 0);
+          checks[i] +=
+            `${r > 0 ? ', ' : ''}${check.benchLines}/${ackedAll} lines${check.badLines > 0 ? ` (${check.badLines} bad)` : ''}`;
+        });
+      } finally {
+        for (const s of servers) {
+          s.proc.kill('SIGTERM');
+          await s.proc.exited;
+          if (existsSync(s.logFile)) rmSync(s.logFile);
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return variants.map((variant, i) => ({
+    variant,
+    cpuUs: cpu[i] ?? [],
+    rps: rps[i] ?? [],
+    checks: checks[i] as string,
+  }));
+}
+
+/** The median of some figures. */
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : (s[Math.floor(s.length / 2)] as number);
+}
+
+/** The markdown table of paired results, with each variant's CPU relative to the first one's. */
+export function pairedTable(results: readonly PairedResult[]): string {
+  const base = median(results[0]?.cpuUs ?? []);
+  return table(
+    [
+      'variant',
+      'flags',
+      'CPU µs per request, each round',
+      'median',
+      'vs first',
+      'req/s (median)',
+      'log lines / acknowledged',
+    ],
+    results.map((r) => [
+      r.variant.name,
+      r.variant.args.join(' ') || '(defaults)',
+      r.cpuUs.map((x) => fixed(x, 1)).join(' / '),
+      fixed(median(r.cpuUs), 1),
+      `${fixed(median(r.cpuUs) / base, 3)}×`,
+      int(median(r.rps)),
+      r.checks,
+    ]),
+  );
+}
