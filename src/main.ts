@@ -4,6 +4,7 @@
  */
 import type { Pipeline } from './audit/pipeline.ts';
 import { convert, processIo } from './commands/convert.ts';
+import { webhookConfig, processIo as webhookConfigIo } from './commands/webhook-config.ts';
 import { CompositionError, composePipeline } from './compose.ts';
 import { type Config, HELP, parseArgs } from './config/serve.ts';
 import { createOpsApp } from './http/ops.ts';
@@ -75,6 +76,7 @@ function deadline(ms: number, what: string): { promise: Promise<never>; cancel()
 /** Runs kube-audit-rest with `argv` (a subcommand and its flags, or the server's flags) and resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === 'convert') return convert(argv.slice(1), processIo());
+  if (argv[0] === 'webhook-config') return webhookConfig(argv.slice(1), webhookConfigIo());
   return serve(argv);
 }
 
