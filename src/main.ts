@@ -5,7 +5,7 @@
 import type { Pipeline } from './audit/pipeline.ts';
 import { convert, processIo } from './commands/convert.ts';
 import { webhookConfig, processIo as webhookConfigIo } from './commands/webhook-config.ts';
-import { CompositionError, composePipeline } from './compose.ts';
+import { CompositionError, composeRecording } from './compose.ts';
 import { type Config, HELP, parseArgs } from './config/serve.ts';
 import { createOpsApp } from './http/ops.ts';
 import { errorResponse } from './http/refusals.ts';
@@ -21,6 +21,7 @@ import { createLogger, type Logger } from './support/log.ts';
 import { createMetrics, type Metrics } from './support/metrics.ts';
 import type { TlsMaterial } from './tls/material.ts';
 import { startTlsServer } from './tls/server.ts';
+import { reportWebhookMatch } from './webhook-config/report.ts';
 
 /** Exit status for every start-up failure (bad flag, unusable certificate, unwritable log), as 1.x. */
 const EXIT_FAILURE = 1;
@@ -98,7 +99,11 @@ async function serve(argv: readonly string[]): Promise<number> {
   const clock = createClock();
   let pipeline: Pipeline;
   try {
-    pipeline = await composePipeline(config, clock);
+    const recording = await composeRecording(config, clock);
+    pipeline = recording.pipeline;
+    if (recording.policy !== undefined) {
+      reportWebhookMatch(recording.policy, { registry: metrics.registry, log: log.child('policy') });
+    }
   } catch (err) {
     if (!(err instanceof CompositionError)) throw err;
     process.stderr.write(`kube-audit-rest: ${err.message}\n`);

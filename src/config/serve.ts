@@ -258,7 +258,8 @@ export type ParseResult =
 export const HELP = renderHelp({
   usage: [
     'kube-audit-rest [OPTIONS]                    serve the webhook',
-    'kube-audit-rest convert [OPTIONS] [FILE...]  admissionreview lines to Event lines (convert --help)',
+    'kube-audit-rest convert [OPTIONS] [FILE...]  admissionreview lines to Event lines',
+    'kube-audit-rest webhook-config [OPTIONS]     a webhook configuration compiled from a policy',
   ],
   about:
     'Writes every AdmissionReview the Kubernetes API server sends to POST /log-request as one JSON ' +
