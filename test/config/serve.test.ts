@@ -42,6 +42,8 @@ describe('parseArgs', () => {
       redactionKeyFile: undefined,
       disableSecretRedaction: false,
       syntheticResponseStatus: false,
+      pathTokenFile: undefined,
+      clientCaFile: undefined,
     });
   });
 
