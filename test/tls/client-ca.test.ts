@@ -6,7 +6,13 @@ import { join } from 'node:path';
 import { silentLogger } from '../../src/support/log.ts';
 import { TlsMaterialError } from '../../src/tls/material.ts';
 import { startTlsServer, type TlsServer } from '../../src/tls/server.ts';
-import { makeCa, makeServerCert, type TestCa, type TestServerCert } from '../helpers/certs.ts';
+import {
+  makeCa,
+  makeServerCert,
+  type ServerCertOptions,
+  type TestCa,
+  type TestServerCert,
+} from '../helpers/certs.ts';
 import { writeSecretVolume } from '../helpers/secret-volume.ts';
 
 /** Deadline for anything a test waits on. */
@@ -30,7 +36,7 @@ beforeAll(async () => {
     makeCa(dir, { name: 'client-ca', commonName: 'client CA' }),
     makeCa(dir, { name: 'other-ca', commonName: 'other CA' }),
   ]);
-  const asClient = { extendedKeyUsage: 'clientAuth', dnsNames: [], ipAddresses: [] } as const;
+  const asClient: ServerCertOptions = { extendedKeyUsage: 'clientAuth', dnsNames: [], ipAddresses: [] };
   [server, client, otherClient, expiredClient, serverAuthOnly] = await Promise.all([
     makeServerCert(dir, serverCa),
     makeServerCert(dir, clientCa, { ...asClient, name: 'client', commonName: 'kube-apiserver' }),
