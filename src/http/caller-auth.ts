@@ -14,7 +14,6 @@
  * any unknown path. The file is reloaded when it changes; a token is never logged.
  */
 
-import { createHash } from 'node:crypto';
 import { readTextFile, watchFiles } from '../support/file-watcher.ts';
 import type { Logger } from '../support/log.ts';
 import type { CallerContext, RouteParams } from './webhook.ts';
@@ -45,9 +44,9 @@ const TOKEN_ALPHABET = /^[A-Za-z0-9._~-]+$/;
 /** A cluster name: one word (whitespace separates it from the token), at most a DNS name's 253 characters. */
 const CLUSTER_NAME = /^\S{1,253}$/;
 
-/** The digest a token is known by. */
+/** The digest a token is known by (Bun's one-shot hash: 0.2 µs here for 64 characters, node:crypto's createHash 0.35). */
 export function tokenDigest(token: string): string {
-  return createHash('sha256').update(token).digest('base64');
+  return Bun.CryptoHasher.hash('sha256', token, 'base64');
 }
 
 /**

@@ -10,8 +10,18 @@
  * A variant is `name`, `name@REF` (that commit, built once into .cache/ab/) or `name@REF:FLAGS` (flags
  * separated by spaces); no ref means the working tree's dist/kube-audit-rest. BENCH_SECONDS (5),
  * BENCH_CONNECTIONS (16 per variant) set the load.
+ *
+ * Caller options: in FLAGS, `{tokens}` stands for a token file the run writes (one random token,
+ * naming cluster `bench`), and that variant is loaded at `/log-request/<token>`; `{client-ca}` stands
+ * for the run's CA, and every wrk then presents a client certificate it signed (wrk has no option
+ * for one: testing/bench/wrk-client-cert.c, built into .cache/wrk-client-cert/, adds it). With
+ * `--connection-close` every request opens a new connection, so each pays a full TLS handshake.
+ *
+ *   bun run testing/bench/ab.ts --variant=before@main --variant=now \
+ *     --variant='token@:--path-token-file={tokens}' --variant='mtls@:--client-ca-file={client-ca}'
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeCa, makeServerCert } from '../../test/helpers/certs.ts';
@@ -29,6 +39,20 @@ const CACHE = join(REPO, '.cache', 'ab');
 const NO_ROTATION_MB = 1_000_000;
 /** Longest wait for a variant to answer /readyz. */
 const READY_MS = 15_000;
+/** The wrk shim that presents a client certificate (see the module comment). */
+const CLIENT_CERT_SHIM = join(REPO, '.cache', 'wrk-client-cert', 'wrk-client-cert.so');
+
+/** Builds the client-certificate shim for wrk once, and returns its path. */
+function buildClientCertShim(): string {
+  if (existsSync(CLIENT_CERT_SHIM)) return CLIENT_CERT_SHIM;
+  mkdirSync(join(CLIENT_CERT_SHIM, '..'), { recursive: true });
+  const source = join(import.meta.dir, 'wrk-client-cert.c');
+  const out = Bun.spawnSync(['cc', '-O2', '-shared', '-fPIC', '-o', CLIENT_CERT_SHIM, source, '-ldl'], {
+    stderr: 'pipe',
+  });
+  if (out.exitCode !== 0) throw new Error(`cannot build ${CLIENT_CERT_SHIM}: ${out.stderr.toString()}`);
+  return CLIENT_CERT_SHIM;
+}
 
 type Variant = { name: string; exe: string; args: string[] };
 
@@ -71,9 +95,24 @@ function parseVariant(spec: string): Variant {
   return { name, exe: ref === '' ? join(REPO, 'dist', 'kube-audit-rest') : buildRef(ref), args };
 }
 
-type Running = { variant: Variant; proc: Bun.Subprocess; port: number; logFile: string };
+type Running = { variant: Variant; proc: Bun.Subprocess; port: number; logFile: string; path: string };
 
-async function start(variant: Variant, dir: string, certFile: string, keyFile: string): Promise<Running> {
+/** What the `{...}` placeholders of variant flags stand for in this run, and the token behind `{tokens}`. */
+type Placeholders = { tokens: string; 'client-ca': string; token: string };
+
+async function start(
+  variant: Variant,
+  dir: string,
+  certFile: string,
+  keyFile: string,
+  placeholders: Placeholders,
+): Promise<Running> {
+  const args = variant.args.map((a) =>
+    a.replaceAll('{tokens}', placeholders.tokens).replaceAll('{client-ca}', placeholders['client-ca']),
+  );
+  const path = variant.args.some((a) => a.includes('{tokens}'))
+    ? `/log-request/${placeholders.token}`
+    : '/log-request';
   const port = freePort();
   const metricsPort = freePort();
   const logFile = join(dir, `${variant.name}-${Date.now()}.log`);
@@ -87,7 +126,7 @@ async function start(variant: Variant, dir: string, certFile: string, keyFile: s
       `--cert-key-filename=${keyFile}`,
       `--logger-filename=${logFile}`,
       `--logger-max-size=${NO_ROTATION_MB}`,
-      ...variant.args,
+      ...args,
     ],
     { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' },
   );
@@ -102,7 +141,7 @@ async function start(variant: Variant, dir: string, certFile: string, keyFile: s
     READY_MS,
     `${variant.name} /readyz`,
   );
-  return { variant, proc, port, logFile };
+  return { variant, proc, port, logFile, path };
 }
 
 async function main(): Promise<void> {
@@ -110,6 +149,7 @@ async function main(): Promise<void> {
   const specs = argv.filter((a) => a.startsWith('--variant=')).map((a) => a.slice('--variant='.length));
   const workloadName = argv.find((a) => a.startsWith('--workload='))?.slice('--workload='.length) ?? 'mix';
   const rounds = Number(argv.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length) ?? 3);
+  const connectionClose = argv.includes('--connection-close');
   if (specs.length < 2) throw new Error('give at least two --variant= (see ab.ts)');
   const seconds = Number(process.env.BENCH_SECONDS ?? 5);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -128,13 +168,34 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kar-ab-run-'));
   const ca = await makeCa(dir);
   const cert = await makeServerCert(dir, ca);
+  const token = randomBytes(32).toString('hex');
+  const placeholders: Placeholders = { tokens: join(dir, 'tokens'), 'client-ca': ca.certFile, token };
+  writeFileSync(placeholders.tokens, `${token} bench\n`);
+  let wrkEnv: Record<string, string> | undefined;
+  if (variants.some((v) => v.args.some((a) => a.includes('{client-ca}')))) {
+    // Every variant's wrk presents the certificate, so the clients differ in nothing; a server
+    // that does not ask for one never sees it.
+    const client = await makeServerCert(dir, ca, {
+      name: 'client',
+      extendedKeyUsage: 'clientAuth',
+      dnsNames: [],
+      ipAddresses: [],
+    });
+    wrkEnv = {
+      LD_PRELOAD: buildClientCertShim(),
+      KAR_CLIENT_CERT: client.certFile,
+      KAR_CLIENT_KEY: client.keyFile,
+    };
+  }
   const cpu: number[][] = variants.map(() => []);
   const rps: number[][] = variants.map(() => []);
   const checks: string[] = variants.map(() => '');
   let run = 0;
   try {
     for (let r = 0; r < rounds; r++) {
-      const servers = await Promise.all(variants.map((v) => start(v, dir, cert.certFile, cert.keyFile)));
+      const servers = await Promise.all(
+        variants.map((v) => start(v, dir, cert.certFile, cert.keyFile, placeholders)),
+      );
       try {
         // Warm-up, then the measured run, all variants at once.
         const load = async (seconds: number) => {
@@ -151,6 +212,9 @@ async function main(): Promise<void> {
                 run: runs[i] as number,
                 dir,
                 drainTimeoutSeconds: 30,
+                path: s.path,
+                connectionClose,
+                ...(wrkEnv === undefined ? {} : { env: wrkEnv }),
               }),
             ),
           );
@@ -188,7 +252,7 @@ async function main(): Promise<void> {
   ]);
   process.stdout.write(
     `${table(['variant', 'flags', 'CPU µs per request, each round', 'median', 'req/s (median)', 'log lines / acknowledged'], rows)}\n\n` +
-      `Workload ${workload.name}, ${rounds} rounds of ${seconds} s, ${connections} connections per variant, all variants loaded at once.\n`,
+      `Workload ${workload.name}, ${rounds} rounds of ${seconds} s, ${connections} ${connectionClose ? 'clients opening a new connection per request' : 'kept-alive connections'} per variant, all variants loaded at once.\n`,
   );
 }
 
