@@ -201,7 +201,7 @@ export const SERVE_FLAGS = {
     name: 'tls-reload-interval',
     default: DEFAULT_TLS_RELOAD_INTERVAL_MS,
     section: SERVER,
-    help: 'How often the certificate files are checked for changes, besides change notifications',
+    help: 'How often the certificate, client CA and path token files are checked for changes, besides change notifications',
   }),
   // Who may call the webhook (src/http/caller-auth.ts, src/tls/server.ts; docs/security.md).
   pathTokenFile: textFlag({
