@@ -1,11 +1,12 @@
 /**
- * @module The HTTPS listener: Bun.serve over TLS 1.2+, with the certificate swapped without a restart when its files change.
+ * @module The HTTPS listener: Bun.serve over TLS 1.2+, optionally requiring client certificates, with the
+ * certificate (and client CA) swapped without a restart when their files change (support/file-watcher.ts).
  *
  * Bun's `server.reload()` replaces the handlers but keeps the TLS context, so a new certificate needs a new
  * listener. Every listener is opened with SO_REUSEPORT on the same port, so for a moment two of them share it:
  *
- * 1. load and validate the new pair off the request path; an invalid pair is logged and counted, and the old
- *    listener keeps serving as if nothing had happened;
+ * 1. load and validate the new pair (and client CA, when client certificates are required) off the request
+ *    path; invalid files are logged and counted, and the old listener keeps serving as if nothing had happened;
  * 2. open the new listener (reusePort) — from here the kernel spreads new connections over both;
  * 3. mark the old listener draining: each of its responses carries `Connection: close` (RFC 9112 §9.6), so a
  *    kept-alive client finishes its current request and reconnects, landing on either listener; one that lands
