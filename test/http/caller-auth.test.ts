@@ -185,6 +185,17 @@ describe('POST /log-request/:token', () => {
     expect(lines()).toEqual([]);
   });
 
+  it('answers 405 to another method on the token path whatever the token, telling only that tokens are in use', async () => {
+    const { tokens } = await tokensFrom(`${TOKEN_A}\n`);
+    const { app } = table(tokens);
+    for (const token of [TOKEN_A, TOKEN_B]) {
+      const res = await app.request(`/log-request/${token}`, { method: 'GET' });
+      expect(res.status).toBe(405);
+      expect(res.headers.get('allow')).toBe('POST');
+    }
+    expect(lines()).toEqual([]);
+  });
+
   it("runs the same guard in Bun's router as in the Hono app", async () => {
     const { tokens } = await tokensFrom(`${TOKEN_A} prod\n`);
     const { routes, app } = table(tokens);
