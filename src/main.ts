@@ -7,6 +7,7 @@ import { convert, processIo } from './commands/convert.ts';
 import { webhookConfig, processIo as webhookConfigIo } from './commands/webhook-config.ts';
 import { CompositionError, composeRecording } from './compose.ts';
 import { type Config, HELP, parseArgs } from './config/serve.ts';
+import { loadPathTokens, type PathTokens } from './http/caller-auth.ts';
 import { createOpsApp } from './http/ops.ts';
 import { errorResponse } from './http/refusals.ts';
 import { bunRoutes, honoApp, webhookRoutes } from './http/routes.ts';
@@ -110,6 +111,23 @@ async function serve(argv: readonly string[]): Promise<number> {
     return EXIT_FAILURE;
   }
 
+  // Who may call: path tokens here, the client CA in startTlsServer below (docs/security.md).
+  let pathTokens: PathTokens | undefined;
+  if (config.pathTokenFile !== undefined) {
+    try {
+      pathTokens = await loadPathTokens({
+        file: config.pathTokenFile,
+        logger: log,
+        reloadIntervalMs: config.tlsReloadIntervalMs,
+        onReload: () => metrics.pathTokenReloads.inc({ result: 'success' }),
+        onReloadError: () => metrics.pathTokenReloads.inc({ result: 'failure' }),
+      });
+    } catch (err) {
+      process.stderr.write(`kube-audit-rest: ${(err as Error).message}\n`);
+      return EXIT_FAILURE;
+    }
+  }
+
   let sink: LineSink;
   try {
     sink = openSink(config, log, metrics);
@@ -131,13 +149,14 @@ async function serve(argv: readonly string[]): Promise<number> {
     afterBody: createGcPacer(),
   });
 
-  const routes = webhookRoutes(webhook);
+  const routes = webhookRoutes(webhook, { pathTokens });
   const app = honoApp(routes, webhook, webhookLog);
   let tls: Awaited<ReturnType<typeof startTlsServer>>;
   try {
     tls = await startTlsServer({
       certFile: config.certFilename,
       keyFile: config.certKeyFilename,
+      clientCaFile: config.clientCaFile,
       routes: bunRoutes(routes),
       fetch: (req, server) => app.fetch(req, server),
       onError(error) {
@@ -196,12 +215,15 @@ async function serve(argv: readonly string[]): Promise<number> {
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading the certificate');
     void tls.reloadNow();
+    void pathTokens?.reloadNow();
   });
   if (!fastScannerAvailable) {
     log.warn('the WebAssembly JSON scanner cannot run here; the TypeScript one does the work, more slowly');
   }
   log.info('serving', {
-    webhook: `https://${config.bindAddress}:${tls.port}/log-request`,
+    webhook: `https://${config.bindAddress}:${tls.port}/log-request${pathTokens === undefined ? '' : '/<token>'}`,
+    ...(pathTokens === undefined ? {} : { pathTokens: pathTokens.size }),
+    ...(config.clientCaFile === undefined ? {} : { clientCaFile: config.clientCaFile }),
     metrics: `http://${config.bindAddress}:${opsServer.port}/metrics`,
     auditLog: config.auditToStdLog ? 'stdout' : config.loggerFilename,
     certificate: certificateFields(tls.material),
@@ -226,6 +248,7 @@ async function serve(argv: readonly string[]): Promise<number> {
     limit.cancel();
   }
   opsServer.stop(true);
+  await pathTokens?.close();
   log.info('stopped', { status });
   return status;
 }
