@@ -537,6 +537,27 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     expect(chartWebhook).toEqual(baseWebhook);
   });
 
+  it('limits the pods to the webhook and metrics ports and to no egress, in k8s/base and the chart alike', async () => {
+    type Rule = { from?: unknown[]; to?: unknown[]; ports: { port: number; protocol: string }[] };
+    type Policy = K8sObject & { spec: { policyTypes: string[]; ingress: Rule[]; egress?: Rule[] } };
+    const basePolicy = only<Policy>(base, 'NetworkPolicy').spec;
+    expect(basePolicy.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(basePolicy.egress).toEqual([]);
+    expect(basePolicy.ingress.flatMap((r) => r.ports.map((p) => p.port))).toEqual([9090, 55555]);
+    const metricsRule = basePolicy.ingress.find((r) => r.ports.some((p) => p.port === 55555));
+    expect(metricsRule?.from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kube-audit-rest/scrape-metrics': 'true' } } },
+    ]);
+
+    const chartPolicy = only<Policy>(parseObjects(await helmTemplate()), 'NetworkPolicy').spec;
+    expect({ ...chartPolicy, podSelector: undefined }).toEqual({ ...basePolicy, podSelector: undefined });
+
+    const dns = { to: [{ namespaceSelector: {} }], ports: [{ port: 53, protocol: 'UDP' }] };
+    const withEgress = await helmTemplate(`--set-json=networkPolicy.egress=${JSON.stringify([dns])}`);
+    const objects = await expectAccepted(withEgress);
+    expect(only<Policy>(objects, 'NetworkPolicy').spec.egress).toEqual([dns]);
+  });
+
   it('sizes the log volume from log.maxSize and log.maxBackups, and refuses an unbounded log', async () => {
     const sized = parseObjects(await helmTemplate('--set=log.maxSize=50', '--set=log.maxBackups=3'));
     const deployment = only<Deployment>(sized, 'Deployment');

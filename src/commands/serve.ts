@@ -4,8 +4,9 @@
  * halfway and the shutdown both stop what started in reverse order.
  */
 import type { Pipeline } from '../audit/pipeline.ts';
-import { CompositionError, composePipeline } from '../compose.ts';
+import { CompositionError, composeRecording } from '../compose.ts';
 import { type Config, HELP, parseArgs } from '../config/serve.ts';
+import { loadPathTokens, type PathTokens } from '../http/caller-auth.ts';
 import {
   type ConnectionCap,
   createDescriptorCounter,
@@ -32,6 +33,7 @@ import { createMetrics, type Metrics } from '../support/metrics.ts';
 import { throttle } from '../support/throttle.ts';
 import type { TlsMaterial } from '../tls/material.ts';
 import { startTlsServer, type TlsServer } from '../tls/server.ts';
+import { reportWebhookMatch } from '../webhook-config/report.ts';
 
 /** Exit status for every start-up failure (bad flag, unusable certificate, unwritable log), as 1.x. */
 const EXIT_FAILURE = 1;
@@ -114,13 +116,18 @@ export async function serve(argv: readonly string[]): Promise<number> {
 
   let pipeline: Pipeline;
   try {
-    pipeline = await composePipeline(config, clock);
+    const recording = await composeRecording(config, clock);
+    pipeline = recording.pipeline;
+    if (recording.policy !== undefined) {
+      reportWebhookMatch(recording.policy, { registry: metrics.registry, log: log.child('policy') });
+    }
   } catch (err) {
     if (!(err instanceof CompositionError)) throw err;
     process.stderr.write(`kube-audit-rest: ${err.message}\n`);
     return EXIT_FAILURE;
   }
 
+  let pathTokens: PathTokens | undefined;
   let sink: LineSink | undefined;
   let tls: TlsServer | undefined;
   let ops: OpsServer | undefined;
@@ -128,7 +135,10 @@ export async function serve(argv: readonly string[]): Promise<number> {
   const lifecycle = createLifecycle({
     log,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
-    reload: () => void tls?.reloadNow(),
+    reload: () => {
+      void tls?.reloadNow();
+      void pathTokens?.reloadNow();
+    },
     summary: () => stateSummary(),
   });
   const fail = async (): Promise<number> => {
@@ -136,6 +146,24 @@ export async function serve(argv: readonly string[]): Promise<number> {
     lifecycle.dispose();
     return EXIT_FAILURE;
   };
+
+  // Who may call: path tokens here, the client CA in startTlsServer below (docs/security.md).
+  if (config.pathTokenFile !== undefined) {
+    try {
+      pathTokens = await loadPathTokens({
+        file: config.pathTokenFile,
+        logger: log,
+        reloadIntervalMs: config.tlsReloadIntervalMs,
+        onReload: () => metrics.pathTokenReloads.inc({ result: 'success' }),
+        onReloadError: () => metrics.pathTokenReloads.inc({ result: 'failure' }),
+      });
+    } catch (err) {
+      process.stderr.write(`kube-audit-rest: ${(err as Error).message}\n`);
+      return fail();
+    }
+    const tokens = pathTokens;
+    lifecycle.started({ name: 'path tokens', stop: () => tokens.close() });
+  }
 
   try {
     sink = openSink(config, log, metrics);
@@ -162,7 +190,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     onWriteError: config.onWriteError,
     afterBody: createGcPacer(),
   });
-  const routes = webhookRoutes(webhook);
+  const routes = webhookRoutes(webhook, { pathTokens });
   const app = honoApp(routes, webhook, webhookLog);
   const fallback = webhookFallback(app, routes, webhook);
 
@@ -200,6 +228,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
     tls = await startTlsServer({
       certFile: config.certFilename,
       keyFile: config.certKeyFilename,
+      clientCaFile: config.clientCaFile,
       routes: bunRoutes(routes),
       fetch: fallback,
       onError(error) {
@@ -299,7 +328,9 @@ export async function serve(argv: readonly string[]): Promise<number> {
     log.warn('the WebAssembly JSON scanner cannot run here; the TypeScript one does the work, more slowly');
   }
   log.info('serving', {
-    webhook: `https://${config.bindAddress}:${openedTls.port}/log-request`,
+    webhook: `https://${config.bindAddress}:${openedTls.port}/log-request${pathTokens === undefined ? '' : '/<token>'}`,
+    ...(pathTokens === undefined ? {} : { pathTokens: pathTokens.size }),
+    ...(config.clientCaFile === undefined ? {} : { clientCaFile: config.clientCaFile }),
     metrics: `http://${config.bindAddress}:${openedOps.port}/metrics`,
     auditLog: config.auditToStdLog ? 'stdout' : config.loggerFilename,
     certificate: certificateFields(openedTls.material),

@@ -9,6 +9,7 @@
 import { Hono } from 'hono';
 import type { Logger } from '../support/log.ts';
 import { throttle } from '../support/throttle.ts';
+import { type PathTokens, pathToken } from './caller-auth.ts';
 import { errorResponse } from './refusals.ts';
 import type { Webhook } from './webhook.ts';
 
@@ -21,8 +22,48 @@ export type RouteHandler = (
 /** One entry of the table: a method, a path in Bun's pattern syntax (`/log-request/:token`), a handler. */
 export type Route = { readonly method: 'POST'; readonly path: string; readonly handler: RouteHandler };
 
+/** How callers are told apart; see caller-auth.ts. Default: every caller is let in. */
+export type CallerAuth = {
+  /** With path tokens the webhook answers only at `/log-request/<token>`; `/log-request` is then 404. */
+  pathTokens?: Pick<PathTokens, 'find'>;
+};
+
+/** The 404 of every path nothing serves; a wrong path token gets exactly this answer too. */
+function notFound(webhook: Webhook, req: Request): Response {
+  return webhook.refuse(404, 'not_found', `no route for ${req.method} ${pathOf(req.url)}`);
+}
+
+/**
+ * The path of a request's URL. Bun makes the URL absolute from the Host header; when it cannot (a
+ * Host such as `a/b`) the URL is the bare target, which `new URL` would refuse.
+ */
+function pathOf(url: string): string {
+  if (url.startsWith('/')) {
+    const end = url.search(/[?#]/);
+    return end < 0 ? url : url.slice(0, end);
+  }
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return url;
+  }
+}
+
 /** The table for the webhook's one path; a guard (caller authentication) wraps its handler. */
-export function webhookRoutes(webhook: Webhook): readonly Route[] {
+export function webhookRoutes(webhook: Webhook, auth: CallerAuth = {}): readonly Route[] {
+  if (auth.pathTokens !== undefined) {
+    const guard = pathToken({ tokens: auth.pathTokens, notFound: (req) => notFound(webhook, req) });
+    return [
+      {
+        method: 'POST',
+        path: '/log-request/:token',
+        handler: function logRequest(req, params) {
+          const caller = guard(req, params);
+          return caller instanceof Response ? caller : webhook.logRequest(req, caller);
+        },
+      },
+    ];
+  }
   return [
     {
       method: 'POST',
@@ -73,8 +114,8 @@ export function honoApp(table: readonly Route[], webhook: Webhook, log: Logger):
       });
     });
   }
-  app.notFound(function notFound(c) {
-    return webhook.refuse(404, 'not_found', `no route for ${c.req.method} ${c.req.path}`);
+  app.notFound(function unknownPath(c) {
+    return notFound(webhook, c.req.raw);
   });
   const reportError = throttle((suppressed: number, error: Error) => {
     log.error('unexpected error while handling a request', { error, suppressedSinceLast: suppressed });
@@ -93,8 +134,6 @@ function allowedMethods(table: readonly Route[], path: string): string {
 
 /** Methods a web Request cannot carry (the Fetch standard forbids them), so no Request can be rebuilt with one. */
 const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
-/** Longest part of an unusable request target repeated in the answer. */
-const MAX_TARGET_ECHO = 256;
 /** Base of the URL given to a request whose own URL Bun could not make absolute; routing reads only the path. */
 const STAND_IN_ORIGIN = 'https://kube-audit-rest.invalid';
 
@@ -123,7 +162,7 @@ export function webhookFallback(
         // A target that is no URL path even under the stand-in origin: nothing here can match it.
       }
       if (standIn !== undefined) return app.fetch(standIn);
-      return webhook.refuse(404, 'not_found', `no route for ${req.method} ${url.slice(0, MAX_TARGET_ECHO)}`);
+      return notFound(webhook, req);
     }
     return webhook.refuse(405, 'method_not_allowed', `method ${req.method} not allowed; use ${allow}`, {
       allow,

@@ -48,6 +48,8 @@ describe('parseArgs', () => {
       onWriteError: 'allow',
       maxConnections: 0,
       metricsMaxConnections: 64,
+      pathTokenFile: undefined,
+      clientCaFile: undefined,
     });
   });
 
