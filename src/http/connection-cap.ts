@@ -14,7 +14,7 @@
  * connections) reaches the cap, the listener closes: new connections are refused by the kernel,
  * requests in flight finish, idle kept-alive connections close. Once the share is back below 90 % of
  * the cap, the listener opens again. Between two checks Bun may accept up to its whole listen queue
- * (512) in one go, which is why the default cap leaves that much room (see {@link defaultMaxConnections}).
+ * (512) in one go, which is why the default cap leaves twice that much room ({@link ACCEPT_BURST}).
  */
 import { fstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import type { Logger } from '../support/log.ts';
