@@ -18,7 +18,12 @@ const T0 = Date.UTC(2030, 0, 1);
 function fullState(): TlsState {
   let state: TlsState = {};
   for (const at of [0, 48_000, 54_000, 55_000]) {
-    state = applySteps(state, planRotation(state, T0 + at, POLICY, () => true), T0 + at, POLICY).state;
+    state = applySteps(
+      state,
+      planRotation(state, T0 + at, POLICY, () => true),
+      T0 + at,
+      POLICY,
+    ).state;
   }
   // Promoted at 54 s, so there is no next CA until 80% of the new one's life: make one now to fill every key.
   return applySteps(state, [{ kind: 'make-next-ca', reason: 'test' }], T0 + 55_000, POLICY).state;
@@ -64,7 +69,9 @@ describe('writeState and readState', () => {
     });
     expect(read).toEqual({});
     expect(problems).toHaveLength(4);
-    expect(problems.join('\n')).toContain('signing-ca.crt/signing-ca.key: the key does not match the certificate');
+    expect(problems.join('\n')).toContain(
+      'signing-ca.crt/signing-ca.key: the key does not match the certificate',
+    );
     expect(problems.join('\n')).toContain('next-ca.key is missing');
     expect(problems.join('\n')).toContain('tls.crt/tls.key:');
     expect(problems.join('\n')).toContain('previous-ca.crt:');

@@ -74,7 +74,9 @@ describe('ipAddressBytes', () => {
     expect(hex(ipAddressBytes('127.0.0.1') ?? new Uint8Array())).toBe('7f000001');
     expect(hex(ipAddressBytes('::1') ?? new Uint8Array())).toBe(`${'0'.repeat(30)}01`);
     expect(hex(ipAddressBytes('fd00::a:1') ?? new Uint8Array())).toBe('fd0000000000000000000000000a0001');
-    expect(hex(ipAddressBytes('::ffff:10.0.0.1') ?? new Uint8Array())).toBe('00000000000000000000ffff0a000001');
+    expect(hex(ipAddressBytes('::ffff:10.0.0.1') ?? new Uint8Array())).toBe(
+      '00000000000000000000ffff0a000001',
+    );
     expect(ipAddressBytes('1.2.3')).toBeUndefined();
     expect(ipAddressBytes('example.com')).toBeUndefined();
     expect(ipAddressBytes('fe80::1%eth0')).toBeUndefined();
