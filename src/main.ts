@@ -11,6 +11,8 @@ import { errorResponse } from './http/refusals.ts';
 import { bunRoutes, honoApp, webhookRoutes } from './http/routes.ts';
 import { createWebhook } from './http/webhook.ts';
 import { fastScannerAvailable } from './review/json-scan-wasm.ts';
+import { selfManagedSettings } from './self-managed/settings.ts';
+import { type SelfManagedTls, startSelfManagedTls } from './self-managed/start.ts';
 import { createFileSink } from './sink/file-sink.ts';
 import type { LineSink } from './sink/sink.ts';
 import { createStdoutSink } from './sink/stdout-sink.ts';
@@ -34,6 +36,13 @@ const IDLE_TIMEOUT_SECONDS = 120;
 
 /** Bun's own body limit sits above ours so that our handler answers with a clear 413 first. */
 const BUN_BODY_LIMIT_SLACK_BYTES = 64 * 1024;
+
+/**
+ * How long the self-managed mode may take to read or create its Secret before the process gives up. The
+ * operations port (and so the liveness probe) answers only after that; 25 s stays under the manifests'
+ * liveness allowance (3 x 10 s), so a pod that cannot reach the API server exits with the reason in its log.
+ */
+const SELF_MANAGED_START_DEADLINE_MS = 25_000;
 
 function openSink(config: Config, log: Logger, metrics: Metrics): LineSink {
   if (config.auditToStdLog)
@@ -111,6 +120,31 @@ async function serve(argv: readonly string[]): Promise<number> {
     return EXIT_FAILURE;
   }
 
+  // Self-managed TLS (--tls-mode=self-managed): the certificate files the server reads are written from a
+  // Secret this process keeps current, together with the webhook configuration's caBundle.
+  let selfManaged: SelfManagedTls | undefined;
+  if (config.tlsMode === 'self-managed') {
+    const limit = deadline(SELF_MANAGED_START_DEADLINE_MS, 'reading or creating the self-managed Secret');
+    try {
+      selfManaged = startSelfManagedTls(selfManagedSettings(config), {
+        log,
+        registry: metrics.registry,
+        env: process.env,
+      });
+      await Promise.race([selfManaged.firstSync, limit.promise]);
+    } catch (err) {
+      log.error('self-managed TLS: no certificate to serve', {
+        secret: config.selfManagedSecret,
+        error: err,
+      });
+      await selfManaged?.stop();
+      await sink.close();
+      return EXIT_FAILURE;
+    } finally {
+      limit.cancel();
+    }
+  }
+
   const webhookLog = log.child('webhook');
   const webhook = createWebhook({
     pipeline,
@@ -157,6 +191,7 @@ async function serve(argv: readonly string[]): Promise<number> {
       key: config.certKeyFilename,
       error: err,
     });
+    await selfManaged?.stop();
     await sink.close();
     return EXIT_FAILURE;
   }
@@ -169,6 +204,7 @@ async function serve(argv: readonly string[]): Promise<number> {
       certificate: () => tls.isReady(),
       sink: () => sink.ready(),
       serving: () => !stopping,
+      ...(selfManaged !== undefined && { selfManaged: () => selfManaged.ready() }),
     },
   });
   let opsServer: ReturnType<typeof Bun.serve>;
@@ -182,6 +218,7 @@ async function serve(argv: readonly string[]): Promise<number> {
   } catch (err) {
     log.error('cannot listen on the metrics port', { port: config.metricsPort, error: err });
     await tls.stop(true);
+    await selfManaged?.stop();
     await sink.close();
     return EXIT_FAILURE;
   }
@@ -209,7 +246,7 @@ async function serve(argv: readonly string[]): Promise<number> {
     // In-flight requests each finish their write before answering, so once the listener has
     // drained, every acknowledged line is in the sink; close() writes any queued remainder.
     await Promise.race([tls.stop(false), limit.promise]);
-    await Promise.race([sink.close(), limit.promise]);
+    await Promise.race([Promise.all([sink.close(), selfManaged?.stop()]), limit.promise]);
   } catch (err) {
     log.error('shutdown deadline passed; closing connections and flushing what is queued', { error: err });
     sink.flushSync();

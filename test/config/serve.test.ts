@@ -46,6 +46,17 @@ describe('parseArgs', () => {
       loggerCompress: false,
       fsync: 'never',
       onWriteError: 'allow',
+      tlsMode: 'files',
+      selfManagedSecret: undefined,
+      webhookConfigurationName: undefined,
+      serviceName: undefined,
+      serviceNamespace: undefined,
+      clusterDomain: 'cluster.local',
+      selfManagedExtraDns: undefined,
+      selfManagedExtraIp: undefined,
+      kubeconfig: undefined,
+      selfManagedCaValidityMs: 43_800 * 3_600_000,
+      selfManagedCertValidityMs: 2_160 * 3_600_000,
     });
   });
 
