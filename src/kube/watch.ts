@@ -31,6 +31,8 @@ export type WatchObjectOptions<T> = {
   /** Called with each version of the object, or null when it is deleted. Must not throw. */
   onChange(object: T | null): void;
   log: Logger;
+  /** Seconds the server keeps one watch open before ending it (it is then resumed). Default {@link WATCH_TIMEOUT_S}, plus up to a quarter. */
+  watchTimeoutSeconds?: number;
 };
 
 /** A running watch. */
@@ -57,6 +59,7 @@ export function watchObject<T extends { metadata?: { resourceVersion?: string } 
   options: WatchObjectOptions<T>,
 ): ObjectWatch {
   const { client, collectionPath, name, onChange, log } = options;
+  const timeoutSeconds = options.watchTimeoutSeconds ?? WATCH_TIMEOUT_S;
   const abort = new AbortController();
   const { signal } = abort;
 
@@ -72,7 +75,7 @@ export function watchObject<T extends { metadata?: { resourceVersion?: string } 
             fieldSelector: `metadata.name=${name}`,
             resourceVersion,
             allowWatchBookmarks: 'true',
-            timeoutSeconds: String(WATCH_TIMEOUT_S + Math.floor(Math.random() * (WATCH_TIMEOUT_S / 4))),
+            timeoutSeconds: String(timeoutSeconds + Math.floor(Math.random() * (timeoutSeconds / 4))),
           },
           (event) => {
             const version = event.object?.metadata?.resourceVersion;

@@ -112,6 +112,11 @@ export function readState(data: Readonly<Record<string, string>> | undefined): R
       problems.push(`${SECRET_KEYS.previousCert}: ${(err as Error).message}`);
     }
   }
+  if (signing === undefined && previous === undefined) {
+    // A signing CA whose key is lost can sign nothing more, but what it signed may still be served: it
+    // stays trusted, as the previous CA, while a new one takes over.
+    previous = orphanedCa(text(values, SECRET_KEYS.signingCert));
+  }
   return {
     state: {
       ...(signing && { signing }),
@@ -121,6 +126,17 @@ export function readState(data: Readonly<Record<string, string>> | undefined): R
     },
     problems,
   };
+}
+
+/** The certificate of `pem` if it is a CA certificate, whatever became of its key; undefined otherwise. */
+function orphanedCa(pem: string | undefined): StoredCertificate | undefined {
+  if (pem === undefined) return undefined;
+  try {
+    const certificate = storedCertificate(pem);
+    return certificate.x509.ca ? certificate : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The trust bundle: the PEM of the next, signing and previous CAs, those present, in that order. */

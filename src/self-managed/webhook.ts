@@ -1,7 +1,8 @@
 /**
  * @module Keeps the named ValidatingWebhookConfiguration as kube-audit-rest needs it: each concern (a
  * {@link WebhookDesire}) looks at the configuration as it is and says what to change as JSON Patch
- * operations (RFC 6902); the reconciler applies them in one PATCH guarded by the resourceVersion it read.
+ * operations (RFC 6902); the reconciler applies them in one PATCH with the resourceVersion it read as a
+ * precondition.
  *
  * It looks on every watch event, every minute, and when asked (the trust bundle changed), so a `kubectl apply`
  * that blanks the caBundle is put right as soon as the watch reports it. The caBundle is one concern
@@ -11,7 +12,6 @@
 import {
   isConflict,
   isNotFound,
-  KubeApiError,
   type KubeClient,
   VALIDATING_WEBHOOK_CONFIGURATIONS_PATH,
   validatingWebhookConfigurationPath,
@@ -78,7 +78,7 @@ const ERROR_RETRY_MS = 2_000;
 
 /** What the reconciler reports, for metrics. */
 export type WebhookObserver = {
-  /** A patch was applied; `operations` are its changes (without the resourceVersion test). */
+  /** A patch was applied; `operations` are its changes (without the resourceVersion precondition). */
   patched?(operations: readonly JsonPatchOperation[]): void;
   /** A look or a patch failed (it is retried). */
   failed?(err: unknown): void;
@@ -140,7 +140,9 @@ export function createWebhookReconciler(options: WebhookReconcilerOptions): Webh
     while (recentPatches.length > 0 && at - (recentPatches[0] as number) > FIGHT_WINDOW_MS)
       recentPatches.shift();
     const over = recentPatches.length - FIGHT_FREE_PATCHES;
-    return over < 0 ? 0 : Math.min(1000 * 2 ** over, MAX_FIGHT_DELAY_MS);
+    const last = recentPatches.at(-1);
+    if (over < 0 || last === undefined) return 0;
+    return Math.max(0, last + Math.min(1000 * 2 ** over, MAX_FIGHT_DELAY_MS) - at);
   }
 
   /** Reads the configuration and patches what the desires want; resolves when to look again, in ms. */
@@ -174,8 +176,10 @@ export function createWebhookReconciler(options: WebhookReconcilerOptions): Webh
       try {
         config = await client.request<ValidatingWebhookConfiguration>('PATCH', path, {
           contentType: 'application/json-patch+json',
+          // The resourceVersion as read, as a precondition: the API server answers 409 Conflict when the
+          // configuration changed since (the indexes in the paths might then point elsewhere).
           body: [
-            { op: 'test', path: '/metadata/resourceVersion', value: config.metadata.resourceVersion },
+            { op: 'replace', path: '/metadata/resourceVersion', value: config.metadata.resourceVersion },
             ...operations,
           ],
           query: { fieldManager: 'kube-audit-rest' },
@@ -189,10 +193,7 @@ export function createWebhookReconciler(options: WebhookReconcilerOptions): Webh
         });
         return RESYNC_MS;
       } catch (err) {
-        // A failed `test` (the resourceVersion moved on) is answered 422 by the API server's JSON Patch code.
-        const stale =
-          isConflict(err) || (err instanceof KubeApiError && err.status === 422 && /test/i.test(err.message));
-        if (!stale || attempt >= MAX_PATCH_ATTEMPTS) throw err;
+        if (!isConflict(err) || attempt >= MAX_PATCH_ATTEMPTS) throw err;
         config = await read();
       }
     }

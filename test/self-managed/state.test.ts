@@ -67,7 +67,9 @@ describe('writeState and readState', () => {
       [SECRET_KEYS.servingCert]: data[SECRET_KEYS.previousCert] as string, // a CA where a leaf belongs
       [SECRET_KEYS.previousCert]: b64('not a certificate'),
     });
-    expect(read).toEqual({});
+    // The signing CA's certificate stays trusted as the previous CA: what it signed may still be served.
+    expect(Object.keys(read)).toEqual(['previous']);
+    expect(read.previous?.pem).toBe(state.signing?.pem as string);
     expect(problems).toHaveLength(4);
     expect(problems.join('\n')).toContain(
       'signing-ca.crt/signing-ca.key: the key does not match the certificate',
