@@ -67,8 +67,10 @@ const RESYNC_MS = 60_000;
 /** Patch attempts per look: each 409 means the configuration changed after it was read. */
 const MAX_PATCH_ATTEMPTS = 5;
 /**
- * Patches closer together than this count towards a fight with another writer (a cert-manager cainjector, a
- * GitOps tool re-applying its own caBundle): from the third on, each waits twice as long, up to {@link MAX_FIGHT_DELAY_MS}.
+ * A patch that makes the very change the previous one made means someone undid it (a cert-manager
+ * cainjector, a GitOps tool re-applying its own caBundle). Such repeats within this window count towards a
+ * fight: the first {@link FIGHT_FREE_PATCHES} go at once (a user's stray apply is healed at once), each further
+ * one waits twice as long as the last, up to {@link MAX_FIGHT_DELAY_MS}. New changes (a rotation) never wait.
  */
 const FIGHT_WINDOW_MS = 60_000;
 const FIGHT_FREE_PATCHES = 2;
@@ -119,7 +121,10 @@ export function createWebhookReconciler(options: WebhookReconcilerOptions): Webh
   let stopped = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let missingReported = false;
+  /** When the recent repeats of the same patch were made. */
   const recentPatches: number[] = [];
+  /** The operations of the last patch, to tell a repeat from a new change. */
+  let lastOperations = '';
 
   function wanted(config: ValidatingWebhookConfiguration): JsonPatchOperation[] {
     return desires.flatMap((desire) => desire(config));
@@ -158,13 +163,14 @@ export function createWebhookReconciler(options: WebhookReconcilerOptions): Webh
       }
       missingReported = false;
       if (wanted(config).length === 0) return RESYNC_MS;
-      const delay = fightDelay();
+      const repeat = JSON.stringify(wanted(config)) === lastOperations;
+      const delay = repeat ? fightDelay() : 0;
       if (delay > 0) {
         log.warn(
           'the webhook configuration keeps being changed back; is another tool writing its caBundle?',
           {
             name,
-            patchesLastMinute: recentPatches.length,
+            repeatsLastMinute: recentPatches.length,
             delayMs: delay,
           },
         );
@@ -185,7 +191,10 @@ export function createWebhookReconciler(options: WebhookReconcilerOptions): Webh
           query: { fieldManager: 'kube-audit-rest' },
         });
         current = config;
-        recentPatches.push(now());
+        const done = JSON.stringify(operations);
+        if (done === lastOperations) recentPatches.push(now());
+        else recentPatches.length = 0;
+        lastOperations = done;
         options.observer?.patched?.(operations);
         log.info('patched the webhook configuration', {
           name,
