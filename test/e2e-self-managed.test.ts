@@ -25,7 +25,7 @@ import { makeCa, makeServerCert } from './helpers/certs.ts';
 import { auditLogReader } from './helpers/e2e-audit-log.ts';
 import { impersonate, type UserClient } from './helpers/e2e-cluster.ts';
 import { renderWebhookConfiguration, type WebhookConfiguration } from './helpers/e2e-webhook.ts';
-import { type ServerProcess, startServer, waitUntil } from './helpers/server-process.ts';
+import { runToExit, type ServerProcess, startServer, waitUntil } from './helpers/server-process.ts';
 import { serviceAccountToken, writeTokenKubeconfig } from './kube/service-account.ts';
 
 const REPO = resolve(import.meta.dir, '..');
@@ -380,6 +380,18 @@ describe('self-managed TLS end to end (real kube-apiserver)', () => {
       expect(figures.reloads).toBeLessThanOrEqual(figures.servingRotations - 1);
       expect(figures.reloadFailures).toBe(0);
       expect(figures.caBundleSizesSeen).toEqual([1, 2]);
+      // The self-managed metrics pass Prometheus' own lint, as the others do.
+      const promtool = Bun.spawn(['promtool', 'check', 'metrics'], {
+        stdin: Buffer.from(ours),
+        stdout: 'pipe',
+        stderr: 'pipe',
+      });
+      const [lint, lintOut, lintErr] = await Promise.all([
+        promtool.exited,
+        new Response(promtool.stdout).text(),
+        new Response(promtool.stderr).text(),
+      ]);
+      expect({ lint, findings: (lintOut + lintErr).trim() }).toEqual({ lint: 0, findings: '' });
       // Every call that succeeded was written.
       const logged = new Set(
         auditLogReader(firstLog)
@@ -493,6 +505,27 @@ describe('self-managed TLS end to end (real kube-apiserver)', () => {
       `self-managed e2e two replicas: both creates reached the API server together; one CA (made ${made.join(' + ')}), ` +
         'the loser got 409 AlreadyExists and serves the winner’s certificate',
     );
+  });
+
+  it('exits at start with the API server’s reason when its RBAC does not cover the Secret', async () => {
+    const started = performance.now();
+    const { code, stderr } = await runToExit([
+      ...baseFlags.map((a) =>
+        a.startsWith('--self-managed-secret=') ? '--self-managed-secret=kube-audit-rest/not-granted' : a,
+      ),
+      `--kubeconfig=${kubeconfig}`,
+      `--cert-filename=${join(dir, 'refused', 'tls.crt')}`,
+      `--cert-key-filename=${join(dir, 'refused', 'tls.key')}`,
+      `--logger-filename=${join(dir, 'refused.log')}`,
+      '--server-port=0',
+      '--metrics-port=0',
+      '--bind-address=127.0.0.1',
+    ]);
+    expect(code).toBe(1);
+    expect(stderr).toContain('self-managed TLS: no certificate to serve');
+    expect(stderr).toContain('403 Forbidden');
+    expect(stderr).toContain('secrets \\"not-granted\\" is forbidden');
+    expect(performance.now() - started).toBeLessThan(10_000); // refused at once, not after the start deadline
   });
 
   /**
