@@ -8,6 +8,7 @@ import { createPipeline, type Pipeline } from './audit/pipeline.ts';
 import { attributesFromAdmission } from './audit/policy/attributes.ts';
 import { createPolicyEvaluator } from './audit/policy/evaluate.ts';
 import { loadPolicyFile } from './audit/policy/load.ts';
+import type { Policy } from './audit/policy/types.ts';
 import { createSecretRedactor, type Redactor } from './audit/transforms/redact-secrets.ts';
 import type { ValuesOf } from './config/flags.ts';
 import type { RECORD_FLAGS } from './config/serve.ts';
@@ -44,12 +45,21 @@ function buildRedactor(options: RecordOptions): Redactor | undefined {
   return createSecretRedactor({ key });
 }
 
+/** The pipeline the flags describe, and the policy it decides with (undefined without --policy-file). */
+export type Recording = { pipeline: Pipeline; policy: Policy | undefined };
+
 /**
  * Builds the pipeline the flags describe. Rejects with a CompositionError whose message lists every
  * problem in the policy file (each with its rule index and field) or names the unreadable file.
  */
 export async function composePipeline(options: RecordOptions, clock: Clock): Promise<Pipeline> {
+  return (await composeRecording(options, clock)).pipeline;
+}
+
+/** {@link composePipeline}, also returning the loaded policy (the server reports what it compiles to). */
+export async function composeRecording(options: RecordOptions, clock: Clock): Promise<Recording> {
   let decide: Parameters<typeof createPipeline>[0]['decide'];
+  let policy: Policy | undefined;
   if (options.policyFile !== undefined) {
     const loaded = await loadPolicyFile(options.policyFile);
     if (!loaded.ok) {
@@ -57,11 +67,12 @@ export async function composePipeline(options: RecordOptions, clock: Clock): Pro
         `--policy-file: ${options.policyFile} is not a usable audit Policy:\n  ${loaded.errors.join('\n  ')}`,
       );
     }
+    policy = loaded.policy;
     const evaluate = createPolicyEvaluator(loaded.policy);
     decide = (record) => evaluate(attributesFromAdmission(record));
   }
   const redact = buildRedactor(options);
-  return createPipeline({
+  const pipeline = createPipeline({
     format: options.outputFormat,
     syntheticResponseStatus: options.syntheticResponseStatus,
     clock,
@@ -69,4 +80,5 @@ export async function composePipeline(options: RecordOptions, clock: Clock): Pro
     ...(redact === undefined ? {} : { redact }),
     ...(options.clusterName === undefined ? {} : { clusterName: options.clusterName }),
   });
+  return { pipeline, policy };
 }

@@ -4,8 +4,10 @@
  */
 import type { Pipeline } from './audit/pipeline.ts';
 import { convert, processIo } from './commands/convert.ts';
-import { CompositionError, composePipeline } from './compose.ts';
+import { webhookConfig, processIo as webhookConfigIo } from './commands/webhook-config.ts';
+import { CompositionError, composeRecording } from './compose.ts';
 import { type Config, HELP, parseArgs } from './config/serve.ts';
+import { loadPathTokens, type PathTokens } from './http/caller-auth.ts';
 import { createOpsApp } from './http/ops.ts';
 import { errorResponse } from './http/refusals.ts';
 import { bunRoutes, honoApp, webhookRoutes } from './http/routes.ts';
@@ -22,6 +24,7 @@ import { createLogger, type Logger } from './support/log.ts';
 import { createMetrics, type Metrics } from './support/metrics.ts';
 import type { TlsMaterial } from './tls/material.ts';
 import { startTlsServer } from './tls/server.ts';
+import { reportWebhookMatch } from './webhook-config/report.ts';
 
 /** Exit status for every start-up failure (bad flag, unusable certificate, unwritable log), as 1.x. */
 const EXIT_FAILURE = 1;
@@ -84,6 +87,7 @@ function deadline(ms: number, what: string): { promise: Promise<never>; cancel()
 /** Runs kube-audit-rest with `argv` (a subcommand and its flags, or the server's flags) and resolves with the exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === 'convert') return convert(argv.slice(1), processIo());
+  if (argv[0] === 'webhook-config') return webhookConfig(argv.slice(1), webhookConfigIo());
   return serve(argv);
 }
 
@@ -105,11 +109,32 @@ async function serve(argv: readonly string[]): Promise<number> {
   const clock = createClock();
   let pipeline: Pipeline;
   try {
-    pipeline = await composePipeline(config, clock);
+    const recording = await composeRecording(config, clock);
+    pipeline = recording.pipeline;
+    if (recording.policy !== undefined) {
+      reportWebhookMatch(recording.policy, { registry: metrics.registry, log: log.child('policy') });
+    }
   } catch (err) {
     if (!(err instanceof CompositionError)) throw err;
     process.stderr.write(`kube-audit-rest: ${err.message}\n`);
     return EXIT_FAILURE;
+  }
+
+  // Who may call: path tokens here, the client CA in startTlsServer below (docs/security.md).
+  let pathTokens: PathTokens | undefined;
+  if (config.pathTokenFile !== undefined) {
+    try {
+      pathTokens = await loadPathTokens({
+        file: config.pathTokenFile,
+        logger: log,
+        reloadIntervalMs: config.tlsReloadIntervalMs,
+        onReload: () => metrics.pathTokenReloads.inc({ result: 'success' }),
+        onReloadError: () => metrics.pathTokenReloads.inc({ result: 'failure' }),
+      });
+    } catch (err) {
+      process.stderr.write(`kube-audit-rest: ${(err as Error).message}\n`);
+      return EXIT_FAILURE;
+    }
   }
 
   let sink: LineSink;
@@ -158,13 +183,14 @@ async function serve(argv: readonly string[]): Promise<number> {
     afterBody: createGcPacer(),
   });
 
-  const routes = webhookRoutes(webhook);
+  const routes = webhookRoutes(webhook, { pathTokens });
   const app = honoApp(routes, webhook, webhookLog);
   let tls: Awaited<ReturnType<typeof startTlsServer>>;
   try {
     tls = await startTlsServer({
       certFile: config.certFilename,
       keyFile: config.certKeyFilename,
+      clientCaFile: config.clientCaFile,
       routes: bunRoutes(routes),
       fetch: (req, server) => app.fetch(req, server),
       onError(error) {
@@ -226,12 +252,15 @@ async function serve(argv: readonly string[]): Promise<number> {
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading the certificate');
     void tls.reloadNow();
+    void pathTokens?.reloadNow();
   });
   if (!fastScannerAvailable) {
     log.warn('the WebAssembly JSON scanner cannot run here; the TypeScript one does the work, more slowly');
   }
   log.info('serving', {
-    webhook: `https://${config.bindAddress}:${tls.port}/log-request`,
+    webhook: `https://${config.bindAddress}:${tls.port}/log-request${pathTokens === undefined ? '' : '/<token>'}`,
+    ...(pathTokens === undefined ? {} : { pathTokens: pathTokens.size }),
+    ...(config.clientCaFile === undefined ? {} : { clientCaFile: config.clientCaFile }),
     metrics: `http://${config.bindAddress}:${opsServer.port}/metrics`,
     auditLog: config.auditToStdLog ? 'stdout' : config.loggerFilename,
     certificate: certificateFields(tls.material),
@@ -256,6 +285,7 @@ async function serve(argv: readonly string[]): Promise<number> {
     limit.cancel();
   }
   opsServer.stop(true);
+  await pathTokens?.close();
   log.info('stopped', { status });
   return status;
 }

@@ -654,6 +654,59 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     expect(chartWebhook).toEqual(baseWebhook);
   });
 
+  it('limits the pods to the webhook and metrics ports and to the API server’s ports out (none without self-managed TLS), in k8s/base and the chart alike', async () => {
+    type Rule = { from?: unknown[]; to?: unknown[]; ports: { port: number; protocol: string }[] };
+    type Policy = K8sObject & { spec: { policyTypes: string[]; ingress: Rule[]; egress?: Rule[] } };
+    const apiServer = {
+      ports: [
+        { port: 443, protocol: 'TCP' },
+        { port: 6443, protocol: 'TCP' },
+      ],
+    };
+    const basePolicy = only<Policy>(base, 'NetworkPolicy').spec;
+    expect(basePolicy.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(basePolicy.egress).toEqual([apiServer]);
+    expect(basePolicy.ingress.flatMap((r) => r.ports.map((p) => p.port))).toEqual([9090, 55555]);
+    const metricsRule = basePolicy.ingress.find((r) => r.ports.some((p) => p.port === 55555));
+    expect(metricsRule?.from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kube-audit-rest/scrape-metrics': 'true' } } },
+    ]);
+
+    const chartPolicy = only<Policy>(parseObjects(await helmTemplate()), 'NetworkPolicy').spec;
+    expect({ ...chartPolicy, podSelector: undefined }).toEqual({ ...basePolicy, podSelector: undefined });
+
+    // Files mode opens no connection: no egress at all, in the variants and the chart.
+    for (const variant of ['k8s/cert-manager', 'k8s/without-cert-manager']) {
+      const policy = only<Policy>(
+        parseObjects(await must(['kubectl', 'kustomize', variant])),
+        'NetworkPolicy',
+      );
+      expect(policy.spec.egress).toEqual([]);
+      expect(policy.spec.ingress).toEqual(basePolicy.ingress);
+    }
+    const certManager = parseObjects(await helmTemplate('--set=tls.source=certManager'));
+    expect(only<Policy>(certManager, 'NetworkPolicy').spec.egress).toEqual([]);
+
+    const dns = { to: [{ namespaceSelector: {} }], ports: [{ port: 53, protocol: 'UDP' }] };
+    const apiServerTo = [{ ipBlock: { cidr: '203.0.113.10/32' } }];
+    const withEgress = await helmTemplate(
+      `--set-json=networkPolicy.egress=${JSON.stringify([dns])}`,
+      `--set-json=networkPolicy.apiServerTo=${JSON.stringify(apiServerTo)}`,
+    );
+    const objects = await expectAccepted(withEgress);
+    expect(only<Policy>(objects, 'NetworkPolicy').spec.egress).toEqual([
+      { ...apiServer, to: apiServerTo },
+      dns,
+    ]);
+    const filesWithEgress = parseObjects(
+      await helmTemplate(
+        '--set=tls.source=certManager',
+        `--set-json=networkPolicy.egress=${JSON.stringify([dns])}`,
+      ),
+    );
+    expect(only<Policy>(filesWithEgress, 'NetworkPolicy').spec.egress).toEqual([dns]);
+  });
+
   it('sizes the log volume from log.maxSize and log.maxBackups, and refuses an unbounded log', async () => {
     const sized = parseObjects(await helmTemplate('--set=log.maxSize=50', '--set=log.maxBackups=3'));
     const deployment = only<Deployment>(sized, 'Deployment');

@@ -63,7 +63,13 @@ const SLOTS = ROOT_FIELDS.length + REQUEST_FIELDS.length;
 const SLOT_INTS = 3;
 
 const encoder = new TextEncoder();
-/** Key tokens (quotes included) grouped by length, for matching member keys without decoding them. */
+
+/** A key token's length and its first character, which tell every field named here apart. */
+function keyHash(length: number, firstChar: number): number {
+  return length * 256 + firstChar;
+}
+
+/** Key tokens (quotes included) by {@link keyHash}, for matching member keys without decoding them. */
 function keyTable(
   names: readonly string[],
   firstSlot: number,
@@ -71,9 +77,10 @@ function keyTable(
   const table = new Map<number, { token: Uint8Array; slot: number }[]>();
   names.forEach((name, i) => {
     const token = encoder.encode(JSON.stringify(name));
-    const list = table.get(token.length) ?? [];
+    const hash = keyHash(token.length, token[1] as number);
+    const list = table.get(hash) ?? [];
     list.push({ token, slot: firstSlot + i });
-    table.set(token.length, list);
+    table.set(hash, list);
   });
   return table;
 }
@@ -102,10 +109,10 @@ function slotOf(
     const i = names.indexOf(name);
     return i < 0 ? -1 : firstSlot + i;
   }
-  const candidates = keys.get(end - start);
+  const candidates = keys.get(keyHash(end - start, bytes[start + 1] as number));
   if (candidates === undefined) return -1;
   for (const { token, slot } of candidates) {
-    let k = 1; // the opening quotes match
+    let k = 2; // the opening quote and first character match
     while (k < token.length && bytes[start + k] === token[k]) k++;
     if (k === token.length) return slot;
   }

@@ -254,7 +254,23 @@ export const SERVE_FLAGS = {
     name: 'tls-reload-interval',
     default: DEFAULT_TLS_RELOAD_INTERVAL_MS,
     section: SERVER,
-    help: 'How often the certificate files are checked for changes, besides change notifications',
+    help: 'How often the certificate, client CA and path token files are checked for changes, besides change notifications',
+  }),
+  // Who may call the webhook (src/http/caller-auth.ts, src/tls/server.ts; docs/security.md).
+  pathTokenFile: textFlag({
+    name: 'path-token-file',
+    placeholder: 'PATH',
+    section: 'Who may call',
+    help:
+      'Answer only at POST /log-request/<token>. One token per line (16 to 512 of A-Z a-z 0-9 . _ ~ -), ' +
+      "optionally followed by a cluster name stamped on that caller's lines instead of --cluster-name; " +
+      'reloaded when it changes',
+  }),
+  clientCaFile: textFlag({
+    name: 'client-ca-file',
+    placeholder: 'PATH',
+    section: 'Who may call',
+    help: 'Require a client certificate signed by one of these CAs (PEM); reloaded with the certificate',
   }),
   // Self-managed TLS: kube-audit-rest keeps its own CA and serving certificate in a Secret, and the
   // webhook configuration's caBundle current (src/self-managed/).
@@ -352,7 +368,8 @@ export type ParseResult =
 export const HELP = renderHelp({
   usage: [
     'kube-audit-rest [OPTIONS]                    serve the webhook',
-    'kube-audit-rest convert [OPTIONS] [FILE...]  admissionreview lines to Event lines (convert --help)',
+    'kube-audit-rest convert [OPTIONS] [FILE...]  admissionreview lines to Event lines',
+    'kube-audit-rest webhook-config [OPTIONS]     a webhook configuration compiled from a policy',
   ],
   about:
     'Writes every AdmissionReview the Kubernetes API server sends to POST /log-request as one JSON ' +

@@ -8,6 +8,7 @@
  */
 import { Hono } from 'hono';
 import type { Logger } from '../support/log.ts';
+import { type PathTokens, pathToken } from './caller-auth.ts';
 import { errorResponse } from './refusals.ts';
 import type { Webhook } from './webhook.ts';
 
@@ -20,8 +21,32 @@ export type RouteHandler = (
 /** One entry of the table: a method, a path in Bun's pattern syntax (`/log-request/:token`), a handler. */
 export type Route = { readonly method: 'POST'; readonly path: string; readonly handler: RouteHandler };
 
+/** How callers are told apart; see caller-auth.ts. Default: every caller is let in. */
+export type CallerAuth = {
+  /** With path tokens the webhook answers only at `/log-request/<token>`; `/log-request` is then 404. */
+  pathTokens?: Pick<PathTokens, 'find'>;
+};
+
+/** The 404 of every path nothing serves; a wrong path token gets exactly this answer too. */
+function notFound(webhook: Webhook, req: Request): Response {
+  return webhook.refuse(404, 'not_found', `no route for ${req.method} ${new URL(req.url).pathname}`);
+}
+
 /** The table for the webhook's one path; a guard (caller authentication) wraps its handler. */
-export function webhookRoutes(webhook: Webhook): readonly Route[] {
+export function webhookRoutes(webhook: Webhook, auth: CallerAuth = {}): readonly Route[] {
+  if (auth.pathTokens !== undefined) {
+    const guard = pathToken({ tokens: auth.pathTokens, notFound: (req) => notFound(webhook, req) });
+    return [
+      {
+        method: 'POST',
+        path: '/log-request/:token',
+        handler: function logRequest(req, params) {
+          const caller = guard(req, params);
+          return caller instanceof Response ? caller : webhook.logRequest(req, caller);
+        },
+      },
+    ];
+  }
   return [
     {
       method: 'POST',
@@ -74,8 +99,8 @@ export function honoApp(table: readonly Route[], webhook: Webhook, log: Logger):
       });
     });
   }
-  app.notFound(function notFound(c) {
-    return webhook.refuse(404, 'not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`);
+  app.notFound(function unknownPath(c) {
+    return notFound(webhook, c.req.raw);
   });
   app.onError(function onError(err) {
     log.error('unexpected error while handling a request', { error: err });

@@ -120,7 +120,8 @@ export function scanJsonFast(input: Uint8Array): ScanResult {
     ok: true,
     compact,
     isObject: results[R_IS_OBJECT] === 1,
-    members: results.slice(R_COUNT, R_COUNT + count * MEMBER_INTS),
+    // A view, not a copy: valid until the next scan, and parseReview reads it at once.
+    members: results.subarray(R_COUNT, R_COUNT + count * MEMBER_INTS),
   };
 }
 

@@ -55,7 +55,8 @@ export type ScanOk = {
   isObject: boolean;
   /**
    * The members of the root object and of each object that is a root member's value, in text order
-   * (a parent before its children), {@link MEMBER_INTS} ints each.
+   * (a parent before its children), {@link MEMBER_INTS} ints each. From scanJsonFast this may be a
+   * view of the scanner's memory, valid only until the next scan: read it at once.
    */
   members: Int32Array;
 };

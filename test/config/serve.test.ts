@@ -46,6 +46,8 @@ describe('parseArgs', () => {
       loggerCompress: false,
       fsync: 'never',
       onWriteError: 'allow',
+      pathTokenFile: undefined,
+      clientCaFile: undefined,
       tlsMode: 'files',
       selfManagedSecret: undefined,
       webhookConfigurationName: undefined,

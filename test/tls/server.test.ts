@@ -91,6 +91,14 @@ async function servedFingerprint(port: number): Promise<string> {
   return fingerprint;
 }
 
+/**
+ * The same, while a swap may be under way: a connection still queued on the old listening socket when
+ * it closes is reset (see server.ts, tcp_migrate_req), which here means "not the new one yet".
+ */
+function fingerprintDuringSwap(port: number): Promise<string> {
+  return servedFingerprint(port).catch((err: NodeJS.ErrnoException) => `reset: ${err.code}`);
+}
+
 /** Polls `condition` every 10 ms until it holds; fails the test after the deadline. */
 async function until(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
   const deadline = Date.now() + DEADLINE_MS;
@@ -248,7 +256,7 @@ describe('startTlsServer', () => {
     expect(version).toMatch(/\/\.\.\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d\.\w+$/);
     await until(
       'the new certificate is served',
-      async () => (await servedFingerprint(server.port)) === second.fingerprint256,
+      async () => (await fingerprintDuringSwap(server.port)) === second.fingerprint256,
     );
     expect(server.material.fingerprint256).toBe(second.fingerprint256);
     expect(reloaded.map((m) => m.fingerprint256)).toEqual([second.fingerprint256]);
@@ -280,7 +288,7 @@ describe('startTlsServer', () => {
     }
     await until(
       'new connections get the new certificate',
-      async () => (await servedFingerprint(server.port)) === second.fingerprint256,
+      async () => (await fingerprintDuringSwap(server.port)) === second.fingerprint256,
     );
   });
 

@@ -75,17 +75,17 @@ const SECRET_KIND = encoder.encode('{"group":"","version":"v1","kind":"Secret"}'
 export function isSecret(record: AdmissionRecord): boolean {
   const bytes = record.bytes;
   const ks = record.start('kind');
-  const ke = record.end('kind');
-  if (ks >= 0 && equalsToken(bytes, ks, ke, SECRET_KIND)) return true;
-  const kindHint =
-    ks >= 0 && (contains(bytes, ks, ke, SECRET_TOKEN) || bytes.subarray(ks, ke).includes(BACKSLASH));
-  const resourceHint =
-    contains(bytes, record.start('resource'), record.end('resource'), SECRETS_TOKEN) ||
-    contains(bytes, record.start('requestResource'), record.end('requestResource'), SECRETS_TOKEN);
-  if (!kindHint && !resourceHint) return false;
-  const kind = record.kind;
-  if (kind?.kind === 'Secret' && (kind.group ?? '') === '') return true;
-  for (const r of [record.resource, record.requestResource]) {
+  if (ks >= 0) {
+    // The API server always names the object's kind: it settles the question.
+    const ke = record.end('kind');
+    if (equalsToken(bytes, ks, ke, SECRET_KIND)) return true;
+    if (!contains(bytes, ks, ke, SECRET_TOKEN) && !bytes.subarray(ks, ke).includes(BACKSLASH)) return false;
+    const kind = record.kind;
+    return kind?.kind === 'Secret' && (kind.group ?? '') === '';
+  }
+  for (const field of ['requestResource', 'resource'] as const) {
+    if (!contains(bytes, record.start(field), record.end(field), SECRETS_TOKEN)) continue;
+    const r = field === 'resource' ? record.resource : record.requestResource;
     if (r?.resource === 'secrets' && (r.group ?? '') === '') return true;
   }
   return false;

@@ -84,3 +84,8 @@ backups, and one more file of headroom.
 {{- printf "%dMi" (mul (int .Values.log.maxSize) (add (int .Values.log.maxBackups) 2)) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Where the pods read the audit Policy: the ConfigMap of templates/policy.yaml, mounted as a directory. */}}
+{{- define "kube-audit-rest.policyDir" -}}
+/etc/kube-audit-rest/policy
+{{- end -}}
