@@ -13,8 +13,10 @@ import { errorResponse } from './http/refusals.ts';
 import { bunRoutes, honoApp, webhookRoutes } from './http/routes.ts';
 import { createWebhook } from './http/webhook.ts';
 import { fastScannerAvailable } from './review/json-scan-wasm.ts';
+import { policyMatchDesire } from './self-managed/policy-desire.ts';
 import { selfManagedSettings } from './self-managed/settings.ts';
 import { type SelfManagedTls, startSelfManagedTls } from './self-managed/start.ts';
+import type { WebhookDesire } from './self-managed/webhook.ts';
 import { createFileSink } from './sink/file-sink.ts';
 import type { LineSink } from './sink/sink.ts';
 import { createStdoutSink } from './sink/stdout-sink.ts';
@@ -24,6 +26,7 @@ import { createLogger, type Logger } from './support/log.ts';
 import { createMetrics, type Metrics } from './support/metrics.ts';
 import type { TlsMaterial } from './tls/material.ts';
 import { startTlsServer } from './tls/server.ts';
+import { compileMatch } from './webhook-config/compile.ts';
 import { reportWebhookMatch } from './webhook-config/report.ts';
 
 /** Exit status for every start-up failure (bad flag, unusable certificate, unwritable log), as 1.x. */
@@ -107,12 +110,16 @@ async function serve(argv: readonly string[]): Promise<number> {
   const metrics = createMetrics();
 
   const clock = createClock();
+  /** What self-managed mode keeps in the webhook configuration besides its caBundle. */
+  const webhookDesires: WebhookDesire[] = [];
   let pipeline: Pipeline;
   try {
     const recording = await composeRecording(config, clock);
     pipeline = recording.pipeline;
     if (recording.policy !== undefined) {
       reportWebhookMatch(recording.policy, { registry: metrics.registry, log: log.child('policy') });
+      const compiled = compileMatch(recording.policy);
+      if (compiled.kind === 'match') webhookDesires.push(policyMatchDesire(compiled.match));
     }
   } catch (err) {
     if (!(err instanceof CompositionError)) throw err;
@@ -155,6 +162,7 @@ async function serve(argv: readonly string[]): Promise<number> {
         log,
         registry: metrics.registry,
         env: process.env,
+        webhookDesires,
       });
       await Promise.race([selfManaged.firstSync, limit.promise]);
     } catch (err) {

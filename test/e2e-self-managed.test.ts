@@ -528,6 +528,88 @@ describe('self-managed TLS end to end (real kube-apiserver)', () => {
     expect(performance.now() - started).toBeLessThan(10_000); // refused at once, not after the start deadline
   });
 
+  it('keeps the webhook configuration compiled from --policy-file, so the API server never calls for what it drops', async () => {
+    // Only the process under test serves from here on; the configuration is pointed at it.
+    await Promise.all(
+      processes.map((p) =>
+        p.proc.exitCode === null && p.proc.signalCode === null ? p.terminate() : undefined,
+      ),
+    );
+    const policyFile = join(dir, 'policy.yaml');
+    await writeFile(
+      policyFile,
+      `apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  namespaces: [quiet]\n- level: RequestResponse\n  users: ["${USER}"]\n`,
+    );
+    await adminJson('/api/v1/namespaces', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'quiet' } }),
+    });
+    const logFile = join(dir, 'policy', 'audit.log');
+    await Bun.write(logFile, '');
+    const server = await startServer([
+      ...baseFlags,
+      `--kubeconfig=${kubeconfig}`,
+      '--self-managed-extra-ip=127.0.0.1',
+      `--cert-filename=${join(dir, 'policy', 'tls', 'tls.crt')}`,
+      `--cert-key-filename=${join(dir, 'policy', 'tls', 'tls.key')}`,
+      `--logger-filename=${logFile}`,
+      `--policy-file=${policyFile}`,
+    ]);
+    processes.push(server);
+    await adminJson(webhookPath, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/json-patch+json' },
+      body: JSON.stringify([
+        {
+          op: 'replace',
+          path: '/webhooks/0/clientConfig/url',
+          value: `https://127.0.0.1:${server.port}/log-request`,
+        },
+      ]),
+    });
+    const compiled = async () => {
+      const hook = (await getWebhook()).webhooks[0] as unknown as {
+        matchConditions?: { expression: string }[];
+      };
+      return (hook.matchConditions ?? []).some((c) => c.expression.includes('quiet'));
+    };
+    await waitUntil(compiled, HEAL_DEADLINE_MS, 'the compiled match conditions in the webhook configuration');
+
+    const log = auditLogReader(logFile);
+    const quiet = await api.call('POST', '/api/v1/namespaces/quiet/configmaps', {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'dropped' },
+    });
+    expect(quiet.status).toBe(201);
+    let keptUid = '';
+    await waitUntil(
+      async () => {
+        if (keptUid === '') {
+          const kept = await createConfigMap(`recorded-${Date.now()}`);
+          if (kept.ok) keptUid = kept.uid;
+        }
+        return keptUid !== '' && log.entries().some((e) => e.line.request.object?.metadata?.uid === keptUid);
+      },
+      LIVE_DEADLINE_MS,
+      'the recorded ConfigMap in the log',
+    );
+    expect(log.entries().some((e) => e.line.request.namespace === 'quiet')).toBe(false);
+    // Not even asked: the API server's match conditions kept the call away, so no None decision was made.
+    expect(sample(await metricsOf(server), 'kube_audit_rest_policy_decisions_total', { level: 'None' })).toBe(
+      0,
+    );
+
+    // A user's edit of the match is undone, as a blanked caBundle is.
+    await adminJson(webhookPath, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/json-patch+json' },
+      body: JSON.stringify([{ op: 'remove', path: '/webhooks/0/matchConditions' }]),
+    });
+    await waitUntil(compiled, HEAL_DEADLINE_MS, 'the compiled match conditions back');
+  });
+
   /**
    * Watches object `name` in `collection` as the admin from now on (from the collection's resourceVersion
    * when it resolves), recording each event with the time it arrived.
