@@ -1,9 +1,10 @@
 /**
- * @module test/manifests — every Kubernetes object we ship, sent to a real kube-apiserver: k8s/base,
- * k8s/without-cert-manager, k8s/external, k8s/monitoring and the Helm chart in each TLS mode go through server-side dry-run
+ * @module test/manifests — every Kubernetes object we ship, sent to a real kube-apiserver: k8s/base (self-managed
+ * TLS), k8s/cert-manager, k8s/without-cert-manager, k8s/external, k8s/monitoring and the Helm chart in each TLS mode go through server-side dry-run
  * applies with strict field validation (a schema error or a Pod Security warning fails the test), and their
  * wiring (Secret names, ports, flags, caBundle) is checked between objects. Also `helm lint`, the chart's
- * `lookup` of a generated certificate, and k8s/scripts/make-certs.sh against the same API server.
+ * `lookup` of a generated certificate, k8s/scripts/make-certs.sh, and what the self-managed RBAC allows (and refuses)
+ * against the same API server.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import { X509Certificate } from 'node:crypto';
@@ -23,7 +24,7 @@ const CHART = join(REPO, 'k8s', 'chart', 'kube-audit-rest');
 const CRDS = join(REPO, 'test', 'fixtures', 'crds');
 const NAMESPACE = 'kube-audit-rest';
 const RELEASE = 'kube-audit-rest';
-const TLS_SOURCES = ['certManager', 'existingSecret', 'generate'] as const;
+const TLS_SOURCES = ['selfManaged', 'certManager', 'existingSecret', 'generate'] as const;
 const FIELD_MANAGER = 'manifests-test';
 /** No single kubectl or helm call here takes more than a second or two; this only stops a hang. */
 const COMMAND_TIMEOUT_MS = 60_000;
@@ -70,8 +71,13 @@ type Container = {
     capabilities?: { drop?: string[] };
   };
 };
-type Volume = { name: string; secret?: { secretName: string }; emptyDir?: { sizeLimit?: string } };
+type Volume = {
+  name: string;
+  secret?: { secretName: string };
+  emptyDir?: { sizeLimit?: string; medium?: string };
+};
 type PodSpec = {
+  serviceAccountName?: string;
   automountServiceAccountToken?: boolean;
   terminationGracePeriodSeconds?: number;
   securityContext: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
@@ -88,6 +94,15 @@ type Certificate = K8sObject & {
 type Issuer = K8sObject & { spec: { selfSigned?: object; ca?: { secretName: string } } };
 type Secret = K8sObject & { type: string; data: Record<string, string> };
 type ServiceMonitor = K8sObject & { spec: { endpoints: { port: string; path: string }[] } };
+type PolicyRule = { apiGroups: string[]; resources: string[]; resourceNames?: string[]; verbs: string[] };
+type Role = K8sObject & { rules: PolicyRule[] };
+type Binding = K8sObject & {
+  roleRef: { kind: string; name: string };
+  subjects: { kind: string; name: string; namespace?: string }[];
+};
+
+/** Where the pods' certificate comes from: their own (self-managed) or a mounted Secret of that name. */
+type TlsWiring = { selfManaged: true } | { secretName: string };
 
 /** How a command ended and what it printed. */
 type Result = { code: number; stdout: string; stderr: string };
@@ -189,11 +204,12 @@ function webhookPolicy(webhook: Webhook): Record<string, unknown> {
 }
 
 /**
- * Checks what ties the in-cluster objects together: the Deployment mounts `secretName` at /etc/tls and
- * passes the flags the Service and probes rely on; the log volume fits the rotation flags; the webhook
- * calls the Service on 443 at /log-request with the policies we promise.
+ * Checks what ties the in-cluster objects together: the Deployment's /etc/tls is the mounted Secret (read-only,
+ * no token) or, self-managed, a writable memory volume; it passes the flags the Service and probes rely on;
+ * the log volume fits the rotation flags; the webhook calls the Service on 443 at /log-request with the
+ * policies we promise.
  */
-function expectWired(objects: readonly K8sObject[], secretName: string): void {
+function expectWired(objects: readonly K8sObject[], tls: TlsWiring): void {
   const deployment = only<Deployment>(objects, 'Deployment');
   const pod = deployment.spec.template.spec;
   const container = mainContainer(deployment);
@@ -205,7 +221,7 @@ function expectWired(objects: readonly K8sObject[], secretName: string): void {
   const mountOf = (path: string) => container.volumeMounts.find((m) => m.mountPath === path);
 
   expect(deployment.spec.replicas).toBe(2);
-  expect(pod.automountServiceAccountToken).toBe(false);
+  expect(pod.automountServiceAccountToken).toBe('selfManaged' in tls);
   expect(pod.securityContext).toMatchObject({
     runAsNonRoot: true,
     runAsUser: 65532,
@@ -217,12 +233,25 @@ function expectWired(objects: readonly K8sObject[], secretName: string): void {
     capabilities: { drop: ['ALL'] },
   });
 
-  // TLS: the flags point into the Secret's mount, which is read-only and not a subPath.
+  // TLS: the flags point into /etc/tls: the Secret's mount, read-only and not a subPath; or, self-managed,
+  // a memory volume kube-audit-rest writes.
   expect(flag(container.args, 'cert-filename')).toBe('/etc/tls/tls.crt');
   expect(flag(container.args, 'cert-key-filename')).toBe('/etc/tls/tls.key');
   const tlsMount = mountOf('/etc/tls');
-  expect(tlsMount?.readOnly).toBe(true);
-  expect(volume(tlsMount?.name ?? '').secret?.secretName).toBe(secretName);
+  if ('selfManaged' in tls) {
+    expect(tlsMount?.readOnly).toBeUndefined();
+    expect(volume(tlsMount?.name ?? '')).toEqual({
+      name: 'tls',
+      emptyDir: { medium: 'Memory', sizeLimit: '1Mi' },
+    });
+    expect(flag(container.args, 'tls-mode')).toBe('self-managed');
+  } else {
+    expect(tlsMount?.readOnly).toBe(true);
+    expect(volume(tlsMount?.name ?? '').secret?.secretName).toBe(tls.secretName);
+    expect(container.args.some((a) => a.startsWith('--tls-mode') || a.startsWith('--self-managed'))).toBe(
+      false,
+    );
+  }
 
   // The log: its directory is the emptyDir, sized maxSize x (maxBackups + 2) MiB.
   const logFile = flag(container.args, 'logger-filename');
@@ -279,13 +308,70 @@ function expectCertManagerChain(objects: readonly K8sObject[]): void {
   const service = only<Service>(objects, 'Service');
   const host = `${service.metadata.name}.${service.metadata.namespace}.svc`;
   expect(serving.spec.dnsNames).toEqual([host, `${host}.cluster.local`]);
-  expectWired(objects, serving.spec.secretName);
+  expectWired(objects, { secretName: serving.spec.secretName });
+  expect(objects.some((o) => o.apiVersion.startsWith('rbac.'))).toBe(false);
   const caIssuer = only<Issuer>(objects, 'Issuer', serving.spec.issuerRef.name);
   const caCert = objects
     .filter((o): o is Certificate => o.kind === 'Certificate')
     .find((c) => c.spec.secretName === caIssuer.spec.ca?.secretName);
   expect(caCert?.spec.isCA).toBe(true);
   expect(only<Issuer>(objects, 'Issuer', caCert?.spec.issuerRef.name).spec.selfSigned).toEqual({});
+}
+
+/**
+ * Checks the self-managed wiring: the flags name the Secret and webhook configuration that the RBAC grants,
+ * by name, to the ServiceAccount the pods run as, and the Service whose names the certificate needs; the
+ * webhook carries no caBundle (kube-audit-rest writes it) and no cert-manager annotation.
+ */
+function expectSelfManaged(objects: readonly K8sObject[]): void {
+  expectWired(objects, { selfManaged: true });
+  const deployment = only<Deployment>(objects, 'Deployment');
+  const args = mainContainer(deployment).args;
+  const service = only<Service>(objects, 'Service');
+  const webhookConfig = only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration');
+  const namespace = deployment.metadata.namespace ?? '';
+  const [secretNamespace, secretName] = flag(args, 'self-managed-secret').split('/');
+  expect(secretNamespace).toBe(namespace);
+  expect(flag(args, 'webhook-configuration-name')).toBe(webhookConfig.metadata.name);
+  expect(flag(args, 'service-name')).toBe(service.metadata.name);
+  expect(flag(args, 'service-namespace')).toBe(service.metadata.namespace ?? '');
+  expect(webhookConfig.webhooks.every((w) => w.clientConfig.caBundle === undefined)).toBe(true);
+  expect(webhookConfig.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBeUndefined();
+
+  const role = only<Role>(objects, 'Role');
+  expect(role.metadata.namespace).toBe(namespace);
+  expect(role.rules).toEqual([
+    {
+      apiGroups: [''],
+      resources: ['secrets'],
+      resourceNames: [secretName ?? ''],
+      verbs: ['get', 'update', 'watch'],
+    },
+    { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+  ]);
+  const clusterRole = only<Role>(objects, 'ClusterRole');
+  expect(clusterRole.rules).toEqual([
+    {
+      apiGroups: ['admissionregistration.k8s.io'],
+      resources: ['validatingwebhookconfigurations'],
+      resourceNames: [webhookConfig.metadata.name],
+      verbs: ['get', 'patch', 'watch'],
+    },
+  ]);
+  const subject = {
+    kind: 'ServiceAccount',
+    name: deployment.spec.template.spec.serviceAccountName ?? '',
+    namespace,
+  };
+  for (const [kind, roleKind, roleName] of [
+    ['RoleBinding', 'Role', role.metadata.name],
+    ['ClusterRoleBinding', 'ClusterRole', clusterRole.metadata.name],
+  ] as const) {
+    const binding = only<Binding>(objects, kind);
+    expect(binding.roleRef).toMatchObject({ kind: roleKind, name: roleName });
+    expect(binding.subjects).toEqual([subject]);
+  }
+  expect(only(objects, 'ServiceAccount').metadata.name).toBe(subject.name);
 }
 
 /** Decodes base64 to text. */
@@ -399,18 +485,18 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     if (helmHome) await rm(helmHome, { recursive: true, force: true });
   });
 
-  it('accepts every object of k8s/base, wired to its cert-manager Certificate, when dry-run applied', async () => {
+  it('accepts every object of k8s/base, self-managed TLS with its RBAC, when dry-run applied', async () => {
     const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/base']));
     expect(objects.map((o) => o.kind).sort()).toEqual(
       [
-        'Certificate',
-        'Certificate',
+        'ClusterRole',
+        'ClusterRoleBinding',
         'Deployment',
-        'Issuer',
-        'Issuer',
         'Namespace',
         'NetworkPolicy',
         'PodDisruptionBudget',
+        'Role',
+        'RoleBinding',
         'Service',
         'ServiceAccount',
         'ValidatingWebhookConfiguration',
@@ -421,23 +507,47 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
       'pod-security.kubernetes.io/audit': 'restricted',
       'pod-security.kubernetes.io/warn': 'restricted',
     });
+    // Only pods that ask for the token (the Deployment's) get it.
     expect(
       only<K8sObject & { automountServiceAccountToken: boolean }>(objects, 'ServiceAccount'),
     ).toMatchObject({
       automountServiceAccountToken: false,
     });
-    expectCertManagerChain(objects);
+    expectSelfManaged(objects);
   });
 
-  it('accepts k8s/without-cert-manager, which is k8s/base minus cert-manager, when dry-run applied', async () => {
+  it('accepts k8s/cert-manager, wired to its cert-manager Certificate, when dry-run applied', async () => {
+    const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/cert-manager']));
+    expect(
+      objects
+        .filter((o) => o.apiVersion.startsWith('cert-manager.io/'))
+        .map((o) => o.kind)
+        .sort(),
+    ).toEqual(['Certificate', 'Certificate', 'Issuer', 'Issuer']);
+    expectCertManagerChain(objects);
+    const webhook = only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration');
+    expect(webhook.webhooks).toEqual(
+      only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration').webhooks,
+    );
+  });
+
+  it('accepts k8s/without-cert-manager, which mounts the Secret make-certs.sh writes, when dry-run applied', async () => {
     const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/without-cert-manager']));
     expect(objects.some((o) => o.apiVersion.startsWith('cert-manager.io/'))).toBe(false);
+    expect(objects.some((o) => o.apiVersion.startsWith('rbac.'))).toBe(false);
     const webhook = only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration');
     expect(webhook.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBeUndefined();
     expect(webhook.webhooks).toEqual(
       only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration').webhooks,
     );
-    expectWired(objects, 'kube-audit-rest-tls');
+    expectWired(objects, { secretName: 'kube-audit-rest-tls' });
+    // The rest of the pod is base's: only the TLS parts differ.
+    const files = mainContainer(only<Deployment>(objects, 'Deployment'));
+    const own = mainContainer(only<Deployment>(base, 'Deployment'));
+    expect(files.args).toEqual(
+      own.args.filter((a) => !/^--(tls-mode|self-managed|webhook-configuration|service-)/.test(a)),
+    );
+    expect({ ...files, args: [], volumeMounts: [] }).toEqual({ ...own, args: [], volumeMounts: [] });
   });
 
   it('accepts the external webhook, with the same rules and policies as the in-cluster one, when dry-run applied', async () => {
@@ -501,16 +611,19 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
       ]);
       const webhook = firstWebhook(only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration'));
 
-      if (source === 'certManager') {
+      if (source === 'selfManaged') {
+        expectSelfManaged(objects);
+        expect(objects.some((o) => o.kind === 'Secret' || o.kind === 'Certificate')).toBe(false);
+      } else if (source === 'certManager') {
         expectCertManagerChain(objects);
         expect(webhook.clientConfig.caBundle).toBeUndefined();
       } else if (source === 'existingSecret') {
-        expectWired(objects, 'my-tls');
+        expectWired(objects, { secretName: 'my-tls' });
         expect(objects.some((o) => o.kind === 'Secret' || o.kind === 'Certificate')).toBe(false);
         expect(webhook.clientConfig.caBundle).toBe(caBundle);
       } else {
         const secret = only<Secret>(objects, 'Secret');
-        expectWired(objects, secret.metadata.name);
+        expectWired(objects, { secretName: secret.metadata.name });
         expect(secret.type).toBe('kubernetes.io/tls');
         // caBundle is the CA that signed the Secret's certificate, which names the Service.
         expect(webhook.clientConfig.caBundle).toBe(secret.data['ca.crt']);
@@ -524,25 +637,35 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     });
   }
 
-  it('renders the same container, pod security and webhook as k8s/base when the chart has its defaults', async () => {
+  it('renders the same container, pod security, RBAC and webhook as k8s/base when the chart has its defaults', async () => {
     const chart = parseObjects(await helmTemplate());
     const chartPod = only<Deployment>(chart, 'Deployment').spec.template.spec;
     const basePod = only<Deployment>(base, 'Deployment').spec.template.spec;
     expect(chartPod.containers).toEqual(basePod.containers);
     expect(chartPod.securityContext).toEqual(basePod.securityContext);
     expect(chartPod.volumes).toEqual(basePod.volumes);
+    expect(chartPod.automountServiceAccountToken).toBe(basePod.automountServiceAccountToken ?? false);
     expect(chartPod.terminationGracePeriodSeconds).toBe(basePod.terminationGracePeriodSeconds ?? -1);
+    const rules = (objects: K8sObject[], kind: string) => only<Role>(objects, kind).rules;
+    expect(rules(chart, 'Role')).toEqual(rules(base, 'Role'));
+    expect(rules(chart, 'ClusterRole')).toEqual(rules(base, 'ClusterRole'));
     const chartWebhook = firstWebhook(only<WebhookConfiguration>(chart, 'ValidatingWebhookConfiguration'));
     const baseWebhook = firstWebhook(only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration'));
     expect(chartWebhook).toEqual(baseWebhook);
   });
 
-  it('limits the pods to the webhook and metrics ports and to no egress, in k8s/base and the chart alike', async () => {
+  it('limits the pods to the webhook and metrics ports and to the API server’s ports out (none without self-managed TLS), in k8s/base and the chart alike', async () => {
     type Rule = { from?: unknown[]; to?: unknown[]; ports: { port: number; protocol: string }[] };
     type Policy = K8sObject & { spec: { policyTypes: string[]; ingress: Rule[]; egress?: Rule[] } };
+    const apiServer = {
+      ports: [
+        { port: 443, protocol: 'TCP' },
+        { port: 6443, protocol: 'TCP' },
+      ],
+    };
     const basePolicy = only<Policy>(base, 'NetworkPolicy').spec;
     expect(basePolicy.policyTypes).toEqual(['Ingress', 'Egress']);
-    expect(basePolicy.egress).toEqual([]);
+    expect(basePolicy.egress).toEqual([apiServer]);
     expect(basePolicy.ingress.flatMap((r) => r.ports.map((p) => p.port))).toEqual([9090, 55555]);
     const metricsRule = basePolicy.ingress.find((r) => r.ports.some((p) => p.port === 55555));
     expect(metricsRule?.from).toEqual([
@@ -552,10 +675,36 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     const chartPolicy = only<Policy>(parseObjects(await helmTemplate()), 'NetworkPolicy').spec;
     expect({ ...chartPolicy, podSelector: undefined }).toEqual({ ...basePolicy, podSelector: undefined });
 
+    // Files mode opens no connection: no egress at all, in the variants and the chart.
+    for (const variant of ['k8s/cert-manager', 'k8s/without-cert-manager']) {
+      const policy = only<Policy>(
+        parseObjects(await must(['kubectl', 'kustomize', variant])),
+        'NetworkPolicy',
+      );
+      expect(policy.spec.egress).toEqual([]);
+      expect(policy.spec.ingress).toEqual(basePolicy.ingress);
+    }
+    const certManager = parseObjects(await helmTemplate('--set=tls.source=certManager'));
+    expect(only<Policy>(certManager, 'NetworkPolicy').spec.egress).toEqual([]);
+
     const dns = { to: [{ namespaceSelector: {} }], ports: [{ port: 53, protocol: 'UDP' }] };
-    const withEgress = await helmTemplate(`--set-json=networkPolicy.egress=${JSON.stringify([dns])}`);
+    const apiServerTo = [{ ipBlock: { cidr: '203.0.113.10/32' } }];
+    const withEgress = await helmTemplate(
+      `--set-json=networkPolicy.egress=${JSON.stringify([dns])}`,
+      `--set-json=networkPolicy.apiServerTo=${JSON.stringify(apiServerTo)}`,
+    );
     const objects = await expectAccepted(withEgress);
-    expect(only<Policy>(objects, 'NetworkPolicy').spec.egress).toEqual([dns]);
+    expect(only<Policy>(objects, 'NetworkPolicy').spec.egress).toEqual([
+      { ...apiServer, to: apiServerTo },
+      dns,
+    ]);
+    const filesWithEgress = parseObjects(
+      await helmTemplate(
+        '--set=tls.source=certManager',
+        `--set-json=networkPolicy.egress=${JSON.stringify([dns])}`,
+      ),
+    );
+    expect(only<Policy>(filesWithEgress, 'NetworkPolicy').spec.egress).toEqual([dns]);
   });
 
   it('sizes the log volume from log.maxSize and log.maxBackups, and refuses an unbounded log', async () => {
@@ -570,6 +719,65 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     const noSecret = await helm(['template', RELEASE, CHART, '--set=tls.source=existingSecret']);
     expect(noSecret.code).not.toBe(0);
     expect(noSecret.stderr).toContain('tls.secretName');
+  });
+
+  it('grants the ServiceAccount the self-managed Secret and webhook configuration by name, and nothing else', async () => {
+    const rbac = base.filter((o) => o.kind === 'ServiceAccount' || o.apiVersion.startsWith('rbac.'));
+    expect(rbac).toHaveLength(5);
+    const applied = await kubectl(
+      ['apply', '--server-side', '-f', '-'],
+      JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }),
+    );
+    expect(applied.stderr).toBe('');
+    const as = `--as=system:serviceaccount:${NAMESPACE}:kube-audit-rest`;
+    const canI = async (...args: string[]) => {
+      const result = await kubectl(['auth', 'can-i', as, `--namespace=${NAMESPACE}`, ...args]);
+      return result.stdout.trim();
+    };
+    try {
+      const secret = 'secrets/kube-audit-rest-self-managed-tls';
+      const webhook = 'validatingwebhookconfigurations.admissionregistration.k8s.io/kube-audit-rest';
+      const answers = {
+        getSecret: await canI('get', secret),
+        updateSecret: await canI('update', secret),
+        watchSecret: await canI('watch', secret),
+        createSecrets: await canI('create', 'secrets'),
+        getOtherSecret: await canI('get', 'secrets/kube-audit-rest-tls'),
+        listSecrets: await canI('list', 'secrets'),
+        deleteSecret: await canI('delete', secret),
+        createElsewhere: await canI('create', 'secrets', '--namespace=default'),
+        getWebhook: await canI('get', webhook),
+        patchWebhook: await canI('patch', webhook),
+        watchWebhook: await canI('watch', webhook),
+        patchOtherWebhook: await canI(
+          'patch',
+          'validatingwebhookconfigurations.admissionregistration.k8s.io/other',
+        ),
+        deleteWebhook: await canI('delete', webhook),
+        listPods: await canI('list', 'pods'),
+      };
+      expect(answers).toEqual({
+        getSecret: 'yes',
+        updateSecret: 'yes',
+        watchSecret: 'yes',
+        createSecrets: 'yes', // RBAC cannot name what does not exist yet
+        getOtherSecret: 'no',
+        listSecrets: 'no',
+        deleteSecret: 'no',
+        createElsewhere: 'no',
+        getWebhook: 'yes',
+        patchWebhook: 'yes',
+        watchWebhook: 'yes',
+        patchOtherWebhook: 'no',
+        deleteWebhook: 'no',
+        listPods: 'no',
+      });
+    } finally {
+      await kubectl(
+        ['delete', '--ignore-not-found', '-f', '-'],
+        JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }),
+      );
+    }
   });
 
   it('passes helm lint --strict', async () => {

@@ -23,6 +23,10 @@ import { bunRoutes, honoApp, webhookFallback, webhookRoutes } from '../http/rout
 import { createWebhook } from '../http/webhook.ts';
 import { createLifecycle } from '../lifecycle.ts';
 import { fastScannerAvailable } from '../review/json-scan-wasm.ts';
+import { policyMatchDesire } from '../self-managed/policy-desire.ts';
+import { selfManagedSettings } from '../self-managed/settings.ts';
+import { type SelfManagedTls, startSelfManagedTls } from '../self-managed/start.ts';
+import type { WebhookDesire } from '../self-managed/webhook.ts';
 import { createFileSink } from '../sink/file-sink.ts';
 import type { LineSink } from '../sink/sink.ts';
 import { createStdoutSink } from '../sink/stdout-sink.ts';
@@ -33,7 +37,15 @@ import { createMetrics, type Metrics } from '../support/metrics.ts';
 import { throttle } from '../support/throttle.ts';
 import type { TlsMaterial } from '../tls/material.ts';
 import { startTlsServer, type TlsServer } from '../tls/server.ts';
+import { compileMatch } from '../webhook-config/compile.ts';
 import { reportWebhookMatch } from '../webhook-config/report.ts';
+
+/**
+ * How long the self-managed mode may take to read or create its Secret before the process gives up. The
+ * operations port (and so the liveness probe) answers only after that; 25 s stays under the manifests'
+ * liveness allowance (3 x 10 s), so a pod that cannot reach the API server exits with the reason in its log.
+ */
+const SELF_MANAGED_START_DEADLINE_MS = 25_000;
 
 /** Exit status for every start-up failure (bad flag, unusable certificate, unwritable log), as 1.x. */
 const EXIT_FAILURE = 1;
@@ -114,12 +126,16 @@ export async function serve(argv: readonly string[]): Promise<number> {
   const clock = createClock();
   const startedAt = Date.now();
 
+  /** What self-managed mode keeps in the webhook configuration besides its caBundle. */
+  const webhookDesires: WebhookDesire[] = [];
   let pipeline: Pipeline;
   try {
     const recording = await composeRecording(config, clock);
     pipeline = recording.pipeline;
     if (recording.policy !== undefined) {
       reportWebhookMatch(recording.policy, { registry: metrics.registry, log: log.child('policy') });
+      const compiled = compileMatch(recording.policy);
+      if (compiled.kind === 'match') webhookDesires.push(policyMatchDesire(compiled.match));
     }
   } catch (err) {
     if (!(err instanceof CompositionError)) throw err;
@@ -128,6 +144,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
   }
 
   let pathTokens: PathTokens | undefined;
+  let selfManaged: SelfManagedTls | undefined;
   let sink: LineSink | undefined;
   let tls: TlsServer | undefined;
   let ops: OpsServer | undefined;
@@ -178,6 +195,42 @@ export async function serve(argv: readonly string[]): Promise<number> {
     abort: () => openedSink.flushSync(),
   });
 
+  // Self-managed TLS (--tls-mode=self-managed): the certificate files the server reads are written from a
+  // Secret this process keeps current, together with the webhook configuration's caBundle.
+  if (config.tlsMode === 'self-managed') {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `reading or creating the self-managed Secret did not finish within ${SELF_MANAGED_START_DEADLINE_MS} ms`,
+            ),
+          ),
+        SELF_MANAGED_START_DEADLINE_MS,
+      );
+    });
+    try {
+      selfManaged = startSelfManagedTls(selfManagedSettings(config), {
+        log,
+        registry: metrics.registry,
+        env: process.env,
+        webhookDesires,
+      });
+      const started = selfManaged;
+      lifecycle.started({ name: 'self-managed TLS', stop: () => started.stop() });
+      await Promise.race([started.firstSync, late]);
+    } catch (err) {
+      log.error('self-managed TLS: no certificate to serve', {
+        secret: config.selfManagedSecret,
+        error: err,
+      });
+      return fail();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   const webhookLog = log.child('webhook');
   const webhook = createWebhook({
     pipeline,
@@ -203,6 +256,7 @@ export async function serve(argv: readonly string[]): Promise<number> {
       sink: () => openedSink.ready(),
       serving: () => !lifecycle.stopping,
       connections: () => !(cap?.reached() ?? false),
+      ...(selfManaged !== undefined && { selfManaged: () => selfManaged?.ready() ?? false }),
     },
     log: opsLog,
   });

@@ -50,6 +50,17 @@ describe('parseArgs', () => {
       metricsMaxConnections: 64,
       pathTokenFile: undefined,
       clientCaFile: undefined,
+      tlsMode: 'files',
+      selfManagedSecret: undefined,
+      webhookConfigurationName: undefined,
+      serviceName: undefined,
+      serviceNamespace: undefined,
+      clusterDomain: 'cluster.local',
+      selfManagedExtraDns: undefined,
+      selfManagedExtraIp: undefined,
+      kubeconfig: undefined,
+      selfManagedCaValidityMs: 43_800 * 3_600_000,
+      selfManagedCertValidityMs: 2_160 * 3_600_000,
     });
   });
 

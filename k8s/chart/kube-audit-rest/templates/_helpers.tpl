@@ -55,6 +55,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret that self-managed TLS keeps its CA and serving certificate in. */}}
+{{- define "kube-audit-rest.selfManagedSecretName" -}}
+{{- .Values.tls.selfManaged.secretName | default (printf "%s-self-managed-tls" (include "kube-audit-rest.fullname" .)) -}}
+{{- end -}}
+
+{{/* Whether the pods keep their own TLS (and so call the Kubernetes API). */}}
+{{- define "kube-audit-rest.selfManaged" -}}
+{{- if eq .Values.tls.source "selfManaged" -}}true{{- end -}}
+{{- end -}}
+
 {{/* The Service's DNS names, which the serving certificate must carry. */}}
 {{- define "kube-audit-rest.dnsNames" -}}
 {{- $svc := printf "%s.%s.svc" (include "kube-audit-rest.fullname" .) .Release.Namespace -}}
