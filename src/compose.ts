@@ -8,6 +8,7 @@ import { createPipeline, type Pipeline, RECORD_EVERYTHING } from './audit/pipeli
 import { attributesFromAdmission } from './audit/policy/attributes.ts';
 import { createPolicyEvaluator } from './audit/policy/evaluate.ts';
 import { loadPolicyFile } from './audit/policy/load.ts';
+import type { Policy } from './audit/policy/types.ts';
 import { capToWritten } from './audit/transforms/level.ts';
 import { createSecretRedactor, type Redactor } from './audit/transforms/redact-secrets.ts';
 import type { ValuesOf } from './config/flags.ts';
@@ -55,6 +56,9 @@ function buildRedactor(options: RecordOptions): Redactor | undefined {
   return createSecretRedactor({ key });
 }
 
+/** The pipeline the flags describe, and the policy it decides with (undefined without --policy-file). */
+export type Recording = { pipeline: Pipeline; policy: Policy | undefined };
+
 /**
  * Builds the pipeline the flags describe. Rejects with a CompositionError whose message lists every
  * problem in the policy file (each with its rule index and field) or names the unreadable file.
@@ -64,7 +68,17 @@ export async function composePipeline(
   clock: Clock,
   source: PipelineSource = {},
 ): Promise<Pipeline> {
+  return (await composeRecording(options, clock, source)).pipeline;
+}
+
+/** {@link composePipeline}, also returning the loaded policy (the server reports what it compiles to). */
+export async function composeRecording(
+  options: RecordOptions,
+  clock: Clock,
+  source: PipelineSource = {},
+): Promise<Recording> {
   let decide: Parameters<typeof createPipeline>[0]['decide'];
+  let policy: Policy | undefined;
   if (options.policyFile !== undefined) {
     const loaded = await loadPolicyFile(options.policyFile);
     if (!loaded.ok) {
@@ -72,6 +86,7 @@ export async function composePipeline(
         `--policy-file: ${options.policyFile} is not a usable audit Policy:\n  ${loaded.errors.join('\n  ')}`,
       );
     }
+    policy = loaded.policy;
     const evaluate = createPolicyEvaluator(loaded.policy);
     decide = (record) => evaluate(attributesFromAdmission(record));
   }
@@ -80,7 +95,7 @@ export async function composePipeline(
     decide = (record) => capToWritten(record, first(record));
   }
   const redact = buildRedactor(options);
-  return createPipeline({
+  const pipeline = createPipeline({
     format: options.outputFormat,
     syntheticResponseStatus: options.syntheticResponseStatus,
     clock,
@@ -88,4 +103,5 @@ export async function composePipeline(
     ...(redact === undefined ? {} : { redact }),
     ...(options.clusterName === undefined ? {} : { clusterName: options.clusterName }),
   });
+  return { pipeline, policy };
 }

@@ -1,9 +1,10 @@
 /**
- * @module test/manifests — every Kubernetes object we ship, sent to a real kube-apiserver: k8s/base,
- * k8s/without-cert-manager, k8s/external, k8s/monitoring and the Helm chart in each TLS mode go through server-side dry-run
+ * @module test/manifests — every Kubernetes object we ship, sent to a real kube-apiserver: k8s/base (self-managed
+ * TLS), k8s/cert-manager, k8s/without-cert-manager, k8s/external, k8s/monitoring and the Helm chart in each TLS mode go through server-side dry-run
  * applies with strict field validation (a schema error or a Pod Security warning fails the test), and their
  * wiring (Secret names, ports, flags, caBundle) is checked between objects. Also `helm lint`, the chart's
- * `lookup` of a generated certificate, and k8s/scripts/make-certs.sh against the same API server.
+ * `lookup` of a generated certificate, k8s/scripts/make-certs.sh, and what the self-managed RBAC allows (and refuses)
+ * against the same API server.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import { X509Certificate } from 'node:crypto';
@@ -23,7 +24,7 @@ const CHART = join(REPO, 'k8s', 'chart', 'kube-audit-rest');
 const CRDS = join(REPO, 'test', 'fixtures', 'crds');
 const NAMESPACE = 'kube-audit-rest';
 const RELEASE = 'kube-audit-rest';
-const TLS_SOURCES = ['certManager', 'existingSecret', 'generate'] as const;
+const TLS_SOURCES = ['selfManaged', 'certManager', 'existingSecret', 'generate'] as const;
 const FIELD_MANAGER = 'manifests-test';
 /** No single kubectl or helm call here takes more than a second or two; this only stops a hang. */
 const COMMAND_TIMEOUT_MS = 60_000;
@@ -70,7 +71,11 @@ type Container = {
     capabilities?: { drop?: string[] };
   };
 };
-type Volume = { name: string; secret?: { secretName: string }; emptyDir?: { sizeLimit?: string } };
+type Volume = {
+  name: string;
+  secret?: { secretName: string };
+  emptyDir?: { sizeLimit?: string; medium?: string };
+};
 /** An init container; with restartPolicy Always, a native sidecar. */
 type InitContainer = Omit<Container, 'readinessProbe'> & {
   name: string;
@@ -78,6 +83,7 @@ type InitContainer = Omit<Container, 'readinessProbe'> & {
   readinessProbe?: Probe;
 };
 type PodSpec = {
+  serviceAccountName?: string;
   automountServiceAccountToken?: boolean;
   terminationGracePeriodSeconds?: number;
   securityContext: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
@@ -111,6 +117,15 @@ type Certificate = K8sObject & {
 type Issuer = K8sObject & { spec: { selfSigned?: object; ca?: { secretName: string } } };
 type Secret = K8sObject & { type: string; data: Record<string, string> };
 type ServiceMonitor = K8sObject & { spec: { endpoints: { port: string; path: string }[] } };
+type PolicyRule = { apiGroups: string[]; resources: string[]; resourceNames?: string[]; verbs: string[] };
+type Role = K8sObject & { rules: PolicyRule[] };
+type Binding = K8sObject & {
+  roleRef: { kind: string; name: string };
+  subjects: { kind: string; name: string; namespace?: string }[];
+};
+
+/** Where the pods' certificate comes from: their own (self-managed) or a mounted Secret of that name. */
+type TlsWiring = { selfManaged: true } | { secretName: string };
 
 /** How a command ended and what it printed. */
 type Result = { code: number; stdout: string; stderr: string };
@@ -237,12 +252,26 @@ function expectForwardSidecar(objects: readonly K8sObject[]): InitContainer {
   );
   const ingress = only<NetworkPolicy>(objects, 'NetworkPolicy', 'kube-audit-rest').spec.ingress ?? [];
   expect(ingress.flatMap((rule) => rule.ports.map((p) => p.port))).toContain(metricsPort);
+  // Egress: DNS, and the destination's port (the brokers', for Kafka).
+  const egress = egressPorts(objects);
+  expect(egress).toContain(53);
+  const brokers = sidecar.args.find((a) => a.startsWith('--kafka-brokers='));
+  if (brokers !== undefined) {
+    for (const b of brokers.slice('--kafka-brokers='.length).split(','))
+      expect(egress).toContain(Number(b.slice(b.lastIndexOf(':') + 1)));
+  }
   // The grace period: preStop sleep + the webhook's default --shutdown-timeout (15 s) + the drain.
   const drain = parseDurationSeconds(flag(sidecar.args, 'drain-timeout'));
   const preStop = webhook.lifecycle?.preStop?.sleep?.seconds ?? 0;
   expect(drain).toBeGreaterThan(0);
   expect(pod.terminationGracePeriodSeconds ?? 30).toBeGreaterThanOrEqual(preStop + 15 + drain);
   return sidecar;
+}
+
+/** The egress ports the pod's NetworkPolicy allows, every rule's, in order. */
+function egressPorts(objects: readonly K8sObject[]): number[] {
+  const policy = only<NetworkPolicy>(objects, 'NetworkPolicy', 'kube-audit-rest');
+  return (policy.spec.egress ?? []).flatMap((rule) => rule.ports.map((p) => p.port));
 }
 
 /** Seconds in a duration flag written as `<n>s`. */
@@ -266,11 +295,12 @@ function webhookPolicy(webhook: Webhook): Record<string, unknown> {
 }
 
 /**
- * Checks what ties the in-cluster objects together: the Deployment mounts `secretName` at /etc/tls and
- * passes the flags the Service and probes rely on; the log volume fits the rotation flags; the webhook
- * calls the Service on 443 at /log-request with the policies we promise.
+ * Checks what ties the in-cluster objects together: the Deployment's /etc/tls is the mounted Secret (read-only,
+ * no token) or, self-managed, a writable memory volume; it passes the flags the Service and probes rely on;
+ * the log volume fits the rotation flags; the webhook calls the Service on 443 at /log-request with the
+ * policies we promise.
  */
-function expectWired(objects: readonly K8sObject[], secretName: string): void {
+function expectWired(objects: readonly K8sObject[], tls: TlsWiring): void {
   const deployment = only<Deployment>(objects, 'Deployment');
   const pod = deployment.spec.template.spec;
   const container = mainContainer(deployment);
@@ -282,7 +312,7 @@ function expectWired(objects: readonly K8sObject[], secretName: string): void {
   const mountOf = (path: string) => container.volumeMounts.find((m) => m.mountPath === path);
 
   expect(deployment.spec.replicas).toBe(2);
-  expect(pod.automountServiceAccountToken).toBe(false);
+  expect(pod.automountServiceAccountToken).toBe('selfManaged' in tls);
   expect(pod.securityContext).toMatchObject({
     runAsNonRoot: true,
     runAsUser: 65532,
@@ -294,12 +324,25 @@ function expectWired(objects: readonly K8sObject[], secretName: string): void {
     capabilities: { drop: ['ALL'] },
   });
 
-  // TLS: the flags point into the Secret's mount, which is read-only and not a subPath.
+  // TLS: the flags point into /etc/tls: the Secret's mount, read-only and not a subPath; or, self-managed,
+  // a memory volume kube-audit-rest writes.
   expect(flag(container.args, 'cert-filename')).toBe('/etc/tls/tls.crt');
   expect(flag(container.args, 'cert-key-filename')).toBe('/etc/tls/tls.key');
   const tlsMount = mountOf('/etc/tls');
-  expect(tlsMount?.readOnly).toBe(true);
-  expect(volume(tlsMount?.name ?? '').secret?.secretName).toBe(secretName);
+  if ('selfManaged' in tls) {
+    expect(tlsMount?.readOnly).toBeUndefined();
+    expect(volume(tlsMount?.name ?? '')).toEqual({
+      name: 'tls',
+      emptyDir: { medium: 'Memory', sizeLimit: '1Mi' },
+    });
+    expect(flag(container.args, 'tls-mode')).toBe('self-managed');
+  } else {
+    expect(tlsMount?.readOnly).toBe(true);
+    expect(volume(tlsMount?.name ?? '').secret?.secretName).toBe(tls.secretName);
+    expect(container.args.some((a) => a.startsWith('--tls-mode') || a.startsWith('--self-managed'))).toBe(
+      false,
+    );
+  }
 
   // The log: its directory is the emptyDir, sized maxSize x (maxBackups + 2) MiB.
   const logFile = flag(container.args, 'logger-filename');
@@ -356,13 +399,70 @@ function expectCertManagerChain(objects: readonly K8sObject[]): void {
   const service = only<Service>(objects, 'Service');
   const host = `${service.metadata.name}.${service.metadata.namespace}.svc`;
   expect(serving.spec.dnsNames).toEqual([host, `${host}.cluster.local`]);
-  expectWired(objects, serving.spec.secretName);
+  expectWired(objects, { secretName: serving.spec.secretName });
+  expect(objects.some((o) => o.apiVersion.startsWith('rbac.'))).toBe(false);
   const caIssuer = only<Issuer>(objects, 'Issuer', serving.spec.issuerRef.name);
   const caCert = objects
     .filter((o): o is Certificate => o.kind === 'Certificate')
     .find((c) => c.spec.secretName === caIssuer.spec.ca?.secretName);
   expect(caCert?.spec.isCA).toBe(true);
   expect(only<Issuer>(objects, 'Issuer', caCert?.spec.issuerRef.name).spec.selfSigned).toEqual({});
+}
+
+/**
+ * Checks the self-managed wiring: the flags name the Secret and webhook configuration that the RBAC grants,
+ * by name, to the ServiceAccount the pods run as, and the Service whose names the certificate needs; the
+ * webhook carries no caBundle (kube-audit-rest writes it) and no cert-manager annotation.
+ */
+function expectSelfManaged(objects: readonly K8sObject[]): void {
+  expectWired(objects, { selfManaged: true });
+  const deployment = only<Deployment>(objects, 'Deployment');
+  const args = mainContainer(deployment).args;
+  const service = only<Service>(objects, 'Service');
+  const webhookConfig = only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration');
+  const namespace = deployment.metadata.namespace ?? '';
+  const [secretNamespace, secretName] = flag(args, 'self-managed-secret').split('/');
+  expect(secretNamespace).toBe(namespace);
+  expect(flag(args, 'webhook-configuration-name')).toBe(webhookConfig.metadata.name);
+  expect(flag(args, 'service-name')).toBe(service.metadata.name);
+  expect(flag(args, 'service-namespace')).toBe(service.metadata.namespace ?? '');
+  expect(webhookConfig.webhooks.every((w) => w.clientConfig.caBundle === undefined)).toBe(true);
+  expect(webhookConfig.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBeUndefined();
+
+  const role = only<Role>(objects, 'Role');
+  expect(role.metadata.namespace).toBe(namespace);
+  expect(role.rules).toEqual([
+    {
+      apiGroups: [''],
+      resources: ['secrets'],
+      resourceNames: [secretName ?? ''],
+      verbs: ['get', 'update', 'watch'],
+    },
+    { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+  ]);
+  const clusterRole = only<Role>(objects, 'ClusterRole');
+  expect(clusterRole.rules).toEqual([
+    {
+      apiGroups: ['admissionregistration.k8s.io'],
+      resources: ['validatingwebhookconfigurations'],
+      resourceNames: [webhookConfig.metadata.name],
+      verbs: ['get', 'patch', 'watch'],
+    },
+  ]);
+  const subject = {
+    kind: 'ServiceAccount',
+    name: deployment.spec.template.spec.serviceAccountName ?? '',
+    namespace,
+  };
+  for (const [kind, roleKind, roleName] of [
+    ['RoleBinding', 'Role', role.metadata.name],
+    ['ClusterRoleBinding', 'ClusterRole', clusterRole.metadata.name],
+  ] as const) {
+    const binding = only<Binding>(objects, kind);
+    expect(binding.roleRef).toMatchObject({ kind: roleKind, name: roleName });
+    expect(binding.subjects).toEqual([subject]);
+  }
+  expect(only(objects, 'ServiceAccount').metadata.name).toBe(subject.name);
 }
 
 /** Decodes base64 to text. */
@@ -476,18 +576,18 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     if (helmHome) await rm(helmHome, { recursive: true, force: true });
   });
 
-  it('accepts every object of k8s/base, wired to its cert-manager Certificate, when dry-run applied', async () => {
+  it('accepts every object of k8s/base, self-managed TLS with its RBAC, when dry-run applied', async () => {
     const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/base']));
     expect(objects.map((o) => o.kind).sort()).toEqual(
       [
-        'Certificate',
-        'Certificate',
+        'ClusterRole',
+        'ClusterRoleBinding',
         'Deployment',
-        'Issuer',
-        'Issuer',
         'Namespace',
         'NetworkPolicy',
         'PodDisruptionBudget',
+        'Role',
+        'RoleBinding',
         'Service',
         'ServiceAccount',
         'ValidatingWebhookConfiguration',
@@ -498,23 +598,47 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
       'pod-security.kubernetes.io/audit': 'restricted',
       'pod-security.kubernetes.io/warn': 'restricted',
     });
+    // Only pods that ask for the token (the Deployment's) get it.
     expect(
       only<K8sObject & { automountServiceAccountToken: boolean }>(objects, 'ServiceAccount'),
     ).toMatchObject({
       automountServiceAccountToken: false,
     });
-    expectCertManagerChain(objects);
+    expectSelfManaged(objects);
   });
 
-  it('accepts k8s/without-cert-manager, which is k8s/base minus cert-manager, when dry-run applied', async () => {
+  it('accepts k8s/cert-manager, wired to its cert-manager Certificate, when dry-run applied', async () => {
+    const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/cert-manager']));
+    expect(
+      objects
+        .filter((o) => o.apiVersion.startsWith('cert-manager.io/'))
+        .map((o) => o.kind)
+        .sort(),
+    ).toEqual(['Certificate', 'Certificate', 'Issuer', 'Issuer']);
+    expectCertManagerChain(objects);
+    const webhook = only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration');
+    expect(webhook.webhooks).toEqual(
+      only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration').webhooks,
+    );
+  });
+
+  it('accepts k8s/without-cert-manager, which mounts the Secret make-certs.sh writes, when dry-run applied', async () => {
     const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/without-cert-manager']));
     expect(objects.some((o) => o.apiVersion.startsWith('cert-manager.io/'))).toBe(false);
+    expect(objects.some((o) => o.apiVersion.startsWith('rbac.'))).toBe(false);
     const webhook = only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration');
     expect(webhook.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBeUndefined();
     expect(webhook.webhooks).toEqual(
       only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration').webhooks,
     );
-    expectWired(objects, 'kube-audit-rest-tls');
+    expectWired(objects, { secretName: 'kube-audit-rest-tls' });
+    // The rest of the pod is base's: only the TLS parts differ.
+    const files = mainContainer(only<Deployment>(objects, 'Deployment'));
+    const own = mainContainer(only<Deployment>(base, 'Deployment'));
+    expect(files.args).toEqual(
+      own.args.filter((a) => !/^--(tls-mode|self-managed|webhook-configuration|service-)/.test(a)),
+    );
+    expect({ ...files, args: [], volumeMounts: [] }).toEqual({ ...own, args: [], volumeMounts: [] });
   });
 
   it('accepts the external webhook, with the same rules and policies as the in-cluster one, when dry-run applied', async () => {
@@ -578,16 +702,19 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
       ]);
       const webhook = firstWebhook(only<WebhookConfiguration>(objects, 'ValidatingWebhookConfiguration'));
 
-      if (source === 'certManager') {
+      if (source === 'selfManaged') {
+        expectSelfManaged(objects);
+        expect(objects.some((o) => o.kind === 'Secret' || o.kind === 'Certificate')).toBe(false);
+      } else if (source === 'certManager') {
         expectCertManagerChain(objects);
         expect(webhook.clientConfig.caBundle).toBeUndefined();
       } else if (source === 'existingSecret') {
-        expectWired(objects, 'my-tls');
+        expectWired(objects, { secretName: 'my-tls' });
         expect(objects.some((o) => o.kind === 'Secret' || o.kind === 'Certificate')).toBe(false);
         expect(webhook.clientConfig.caBundle).toBe(caBundle);
       } else {
         const secret = only<Secret>(objects, 'Secret');
-        expectWired(objects, secret.metadata.name);
+        expectWired(objects, { secretName: secret.metadata.name });
         expect(secret.type).toBe('kubernetes.io/tls');
         // caBundle is the CA that signed the Secret's certificate, which names the Service.
         expect(webhook.clientConfig.caBundle).toBe(secret.data['ca.crt']);
@@ -601,17 +728,74 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     });
   }
 
-  it('renders the same container, pod security and webhook as k8s/base when the chart has its defaults', async () => {
+  it('renders the same container, pod security, RBAC and webhook as k8s/base when the chart has its defaults', async () => {
     const chart = parseObjects(await helmTemplate());
     const chartPod = only<Deployment>(chart, 'Deployment').spec.template.spec;
     const basePod = only<Deployment>(base, 'Deployment').spec.template.spec;
     expect(chartPod.containers).toEqual(basePod.containers);
     expect(chartPod.securityContext).toEqual(basePod.securityContext);
     expect(chartPod.volumes).toEqual(basePod.volumes);
+    expect(chartPod.automountServiceAccountToken).toBe(basePod.automountServiceAccountToken ?? false);
     expect(chartPod.terminationGracePeriodSeconds).toBe(basePod.terminationGracePeriodSeconds ?? -1);
+    const rules = (objects: K8sObject[], kind: string) => only<Role>(objects, kind).rules;
+    expect(rules(chart, 'Role')).toEqual(rules(base, 'Role'));
+    expect(rules(chart, 'ClusterRole')).toEqual(rules(base, 'ClusterRole'));
     const chartWebhook = firstWebhook(only<WebhookConfiguration>(chart, 'ValidatingWebhookConfiguration'));
     const baseWebhook = firstWebhook(only<WebhookConfiguration>(base, 'ValidatingWebhookConfiguration'));
     expect(chartWebhook).toEqual(baseWebhook);
+  });
+
+  it('limits the pods to the webhook and metrics ports and to the API server’s ports out (none without self-managed TLS), in k8s/base and the chart alike', async () => {
+    type Rule = { from?: unknown[]; to?: unknown[]; ports: { port: number; protocol: string }[] };
+    type Policy = K8sObject & { spec: { policyTypes: string[]; ingress: Rule[]; egress?: Rule[] } };
+    const apiServer = {
+      ports: [
+        { port: 443, protocol: 'TCP' },
+        { port: 6443, protocol: 'TCP' },
+      ],
+    };
+    const basePolicy = only<Policy>(base, 'NetworkPolicy').spec;
+    expect(basePolicy.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(basePolicy.egress).toEqual([apiServer]);
+    expect(basePolicy.ingress.flatMap((r) => r.ports.map((p) => p.port))).toEqual([9090, 55555]);
+    const metricsRule = basePolicy.ingress.find((r) => r.ports.some((p) => p.port === 55555));
+    expect(metricsRule?.from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kube-audit-rest/scrape-metrics': 'true' } } },
+    ]);
+
+    const chartPolicy = only<Policy>(parseObjects(await helmTemplate()), 'NetworkPolicy').spec;
+    expect({ ...chartPolicy, podSelector: undefined }).toEqual({ ...basePolicy, podSelector: undefined });
+
+    // Files mode opens no connection: no egress at all, in the variants and the chart.
+    for (const variant of ['k8s/cert-manager', 'k8s/without-cert-manager']) {
+      const policy = only<Policy>(
+        parseObjects(await must(['kubectl', 'kustomize', variant])),
+        'NetworkPolicy',
+      );
+      expect(policy.spec.egress).toEqual([]);
+      expect(policy.spec.ingress).toEqual(basePolicy.ingress);
+    }
+    const certManager = parseObjects(await helmTemplate('--set=tls.source=certManager'));
+    expect(only<Policy>(certManager, 'NetworkPolicy').spec.egress).toEqual([]);
+
+    const dns = { to: [{ namespaceSelector: {} }], ports: [{ port: 53, protocol: 'UDP' }] };
+    const apiServerTo = [{ ipBlock: { cidr: '203.0.113.10/32' } }];
+    const withEgress = await helmTemplate(
+      `--set-json=networkPolicy.egress=${JSON.stringify([dns])}`,
+      `--set-json=networkPolicy.apiServerTo=${JSON.stringify(apiServerTo)}`,
+    );
+    const objects = await expectAccepted(withEgress);
+    expect(only<Policy>(objects, 'NetworkPolicy').spec.egress).toEqual([
+      { ...apiServer, to: apiServerTo },
+      dns,
+    ]);
+    const filesWithEgress = parseObjects(
+      await helmTemplate(
+        '--set=tls.source=certManager',
+        `--set-json=networkPolicy.egress=${JSON.stringify([dns])}`,
+      ),
+    );
+    expect(only<Policy>(filesWithEgress, 'NetworkPolicy').spec.egress).toEqual([dns]);
   });
 
   it('sizes the log volume from log.maxSize and log.maxBackups, and refuses an unbounded log', async () => {
@@ -631,10 +815,13 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
   it('accepts k8s/forward-kafka, k8s/base with the forward sidecar, when dry-run applied', async () => {
     const objects = await expectAccepted(await must(['kubectl', 'kustomize', 'k8s/forward-kafka']));
     expect(objects.map(kubectlName).sort()).toEqual(base.map(kubectlName).sort());
-    expectCertManagerChain(objects);
+    expectSelfManaged(objects);
     const sidecar = expectForwardSidecar(objects);
     expect(flag(sidecar.args, 'kafka-topic')).not.toBe('');
     expect(flag(sidecar.args, 'kafka-brokers').split(',').length).toBeGreaterThan(0);
+    // The API server's ports stay open for self-managed TLS.
+    const allowed = egressPorts(objects);
+    for (const port of [443, 6443]) expect(allowed).toContain(port);
   });
 
   it('accepts k8s/central (autoscaled, path tokens from a Secret, egress limited) and the member webhook', async () => {
@@ -678,15 +865,9 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     const serving = only<Certificate>(objects, 'Certificate', 'kube-audit-rest');
     const host = serving.spec.dnsNames.find((n) => !n.includes('.svc'));
     expect(host).toBeDefined();
-    // Egress: DNS and the brokers' port only.
-    const egress = only<NetworkPolicy>(objects, 'NetworkPolicy', 'kube-audit-rest-egress');
-    expect(egress.spec.policyTypes).toEqual(['Egress']);
-    const sidecar = expectForwardSidecar(objects);
-    const brokerPorts = flag(sidecar.args, 'kafka-brokers')
-      .split(',')
-      .map((b) => Number(b.slice(b.lastIndexOf(':') + 1)));
-    const allowed = (egress.spec.egress ?? []).flatMap((r) => r.ports.map((p) => p.port));
-    for (const port of [53, ...brokerPorts]) expect(allowed).toContain(port);
+    // Egress: DNS and the brokers' port only (files TLS: no API server).
+    expect(egressPorts(objects).sort((a, b) => a - b)).toEqual([53, 53, 9093]);
+    expect(objects.some((o) => o.apiVersion.startsWith('rbac.'))).toBe(false);
 
     // The member clusters' webhook: the central host, a token path, the same rules as in-cluster.
     const members = await expectAccepted(
@@ -758,7 +939,12 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
     }
 
     const central = await expectAccepted(
-      await helmTemplate(...kafka, '--set=central.enabled=true', '--set=central.host=audit.example.com'),
+      await helmTemplate(
+        ...kafka,
+        '--set=tls.source=certManager',
+        '--set=central.enabled=true',
+        '--set=central.host=audit.example.com',
+      ),
     );
     expect(central.some((o) => o.kind === 'ValidatingWebhookConfiguration')).toBe(false);
     expect(only<Hpa>(central, 'HorizontalPodAutoscaler').spec.scaleTargetRef.name).toBe('kube-audit-rest');
@@ -772,7 +958,7 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
       'audit.example.com',
     );
     only(central, 'Service', 'kube-audit-rest-central');
-    only(central, 'NetworkPolicy', 'kube-audit-rest-egress');
+    expect(egressPorts(central).sort((a, b) => a - b)).toEqual([53, 53, 9093]);
     only(central, 'PodDisruptionBudget');
 
     // Refusals name what is missing.
@@ -781,11 +967,71 @@ describe('Kubernetes manifests (real kube-apiserver)', () => {
       [['--set=forwarder.enabled=true', '--set=forwarder.kafka.brokers={k:9093}'], 'forwarder.kafka.topic'],
       [['--set=forwarder.enabled=true', '--set=forwarder.destination=auditWebhook'], 'configSecretName'],
       [['--set=central.enabled=true'], 'central.enabled needs forwarder.enabled'],
-      [[...kafka, '--set=central.enabled=true'], 'central.host'],
+      [[...kafka, '--set=central.enabled=true'], 'central.enabled needs tls.source'],
+      [[...kafka, '--set=tls.source=generate', '--set=central.enabled=true'], 'central.host'],
     ] as const) {
       const refused = await helm(['template', RELEASE, CHART, ...args]);
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toContain(message);
+    }
+  });
+
+  it('grants the ServiceAccount the self-managed Secret and webhook configuration by name, and nothing else', async () => {
+    const rbac = base.filter((o) => o.kind === 'ServiceAccount' || o.apiVersion.startsWith('rbac.'));
+    expect(rbac).toHaveLength(5);
+    const applied = await kubectl(
+      ['apply', '--server-side', '-f', '-'],
+      JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }),
+    );
+    expect(applied.stderr).toBe('');
+    const as = `--as=system:serviceaccount:${NAMESPACE}:kube-audit-rest`;
+    const canI = async (...args: string[]) => {
+      const result = await kubectl(['auth', 'can-i', as, `--namespace=${NAMESPACE}`, ...args]);
+      return result.stdout.trim();
+    };
+    try {
+      const secret = 'secrets/kube-audit-rest-self-managed-tls';
+      const webhook = 'validatingwebhookconfigurations.admissionregistration.k8s.io/kube-audit-rest';
+      const answers = {
+        getSecret: await canI('get', secret),
+        updateSecret: await canI('update', secret),
+        watchSecret: await canI('watch', secret),
+        createSecrets: await canI('create', 'secrets'),
+        getOtherSecret: await canI('get', 'secrets/kube-audit-rest-tls'),
+        listSecrets: await canI('list', 'secrets'),
+        deleteSecret: await canI('delete', secret),
+        createElsewhere: await canI('create', 'secrets', '--namespace=default'),
+        getWebhook: await canI('get', webhook),
+        patchWebhook: await canI('patch', webhook),
+        watchWebhook: await canI('watch', webhook),
+        patchOtherWebhook: await canI(
+          'patch',
+          'validatingwebhookconfigurations.admissionregistration.k8s.io/other',
+        ),
+        deleteWebhook: await canI('delete', webhook),
+        listPods: await canI('list', 'pods'),
+      };
+      expect(answers).toEqual({
+        getSecret: 'yes',
+        updateSecret: 'yes',
+        watchSecret: 'yes',
+        createSecrets: 'yes', // RBAC cannot name what does not exist yet
+        getOtherSecret: 'no',
+        listSecrets: 'no',
+        deleteSecret: 'no',
+        createElsewhere: 'no',
+        getWebhook: 'yes',
+        patchWebhook: 'yes',
+        watchWebhook: 'yes',
+        patchOtherWebhook: 'no',
+        deleteWebhook: 'no',
+        listPods: 'no',
+      });
+    } finally {
+      await kubectl(
+        ['delete', '--ignore-not-found', '-f', '-'],
+        JSON.stringify({ apiVersion: 'v1', kind: 'List', items: rbac }),
+      );
     }
   });
 

@@ -4,12 +4,14 @@
  *
  * Nothing below `main` reads argv or the environment; everything it needs is in the Config.
  */
+import { selfManagedSettings } from '../self-managed/settings.ts';
 import { FSYNC_MODES } from '../sink/file-sink.ts';
 import {
   booleanFlag,
   choiceFlag,
   durationFlag,
   FlagError,
+  formatDuration,
   integerFlag,
   parseFlags,
   renderHelp,
@@ -44,6 +46,15 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 8_000;
  */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 15_000;
 
+/** Largest connection cap either port's flag takes: far above any descriptor limit a pod gets. */
+const MAX_CONNECTIONS_FLAG = 16 * 1024 * 1024;
+
+/**
+ * Default cap on the metrics port's connections. A scraper and the kubelet's probes use a few at a
+ * time; the rest of the descriptors are the webhook's.
+ */
+export const DEFAULT_METRICS_MAX_CONNECTIONS = 64;
+
 /** Default interval of the certificate files check that backs up file-change notifications. */
 export const DEFAULT_TLS_RELOAD_INTERVAL_MS = 10_000;
 
@@ -53,9 +64,26 @@ export const OUTPUT_FORMATS = ['admissionreview', 'audit-event'] as const;
 /** One of {@link OUTPUT_FORMATS}. */
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
+/** How the serving certificate is obtained: `--tls-mode`. */
+export const TLS_MODES = ['files', 'self-managed'] as const;
+
+/** Kubernetes' default cluster DNS domain. */
+export const DEFAULT_CLUSTER_DOMAIN = 'cluster.local';
+
+const HOUR_MS = 3_600_000;
+/** Default CA life: 5 years (43,800 h), as kubeadm's and cert-manager's usual CAs; a new one every 4 years. */
+export const DEFAULT_CA_VALIDITY_MS = 43_800 * HOUR_MS;
+/** Default serving certificate life: 90 days, renewed after 60. */
+export const DEFAULT_CERT_VALIDITY_MS = 2_160 * HOUR_MS;
+/** Longest validity accepted: 100 years. It is only ever written into certificates, never into a timer. */
+const MAX_VALIDITY_MS = 876_000 * HOUR_MS;
+/** Shortest validity accepted: shorter would rotate faster than the API server picks up a new caBundle. */
+export const MIN_VALIDITY_MS = 10_000;
+
 const AUDIT_LOG = 'Audit log';
 const AUDIT_CONTENT = 'What is recorded';
 const SERVER = 'Webhook server';
+const SELF_MANAGED = 'Self-managed TLS';
 const LOGGING = 'Logging';
 
 /** The flags that shape each record; shared by the server and `convert`. */
@@ -235,7 +263,123 @@ export const SERVE_FLAGS = {
     name: 'tls-reload-interval',
     default: DEFAULT_TLS_RELOAD_INTERVAL_MS,
     section: SERVER,
-    help: 'How often the certificate files are checked for changes, besides change notifications',
+    help: 'How often the certificate, client CA and path token files are checked for changes, besides change notifications',
+  }),
+  // Who may call the webhook (src/http/caller-auth.ts, src/tls/server.ts; docs/security.md).
+  pathTokenFile: textFlag({
+    name: 'path-token-file',
+    placeholder: 'PATH',
+    section: 'Who may call',
+    help:
+      'Answer only at POST /log-request/<token>. One token per line (16 to 512 of A-Z a-z 0-9 . _ ~ -), ' +
+      "optionally followed by a cluster name stamped on that caller's lines instead of --cluster-name; " +
+      'reloaded when it changes',
+  }),
+  clientCaFile: textFlag({
+    name: 'client-ca-file',
+    placeholder: 'PATH',
+    section: 'Who may call',
+    help: 'Require a client certificate signed by one of these CAs (PEM); reloaded with the certificate',
+  }),
+  // Connection caps (src/http/connection-cap.ts, src/http/ops-server.ts).
+  maxConnections: {
+    ...integerFlag({
+      name: 'max-connections',
+      placeholder: 'N',
+      default: 0,
+      min: 0,
+      max: MAX_CONNECTIONS_FLAG,
+      section: SERVER,
+      help:
+        'Most webhook connections open at once; at the cap the listener closes, and new connections are ' +
+        'refused until fewer than 90% of it are open. 0: derived from the descriptor limit (ulimit -n), ' +
+        'leaving room for the metrics port and a burst of new connections, at most 16384',
+    }),
+    shownDefault: 'derived',
+  },
+  metricsMaxConnections: integerFlag({
+    name: 'metrics-max-connections',
+    placeholder: 'N',
+    default: DEFAULT_METRICS_MAX_CONNECTIONS,
+    min: 1,
+    max: MAX_CONNECTIONS_FLAG,
+    section: SERVER,
+    help: 'Most connections open at once on the metrics port; more are closed as they arrive',
+  }),
+  // Self-managed TLS: kube-audit-rest keeps its own CA and serving certificate in a Secret, and the
+  // webhook configuration's caBundle current (src/self-managed/).
+  tlsMode: choiceFlag({
+    name: 'tls-mode',
+    values: TLS_MODES,
+    default: 'files',
+    section: SELF_MANAGED,
+    help:
+      'files: serve --cert-filename and --cert-key-filename as given (cert-manager, a mounted Secret); ' +
+      'self-managed: make a CA and serving certificate, keep them in --self-managed-secret, rotate them, ' +
+      'write them to those two files and keep the caBundle of --webhook-configuration-name current',
+  }),
+  selfManagedSecret: textFlag({
+    name: 'self-managed-secret',
+    placeholder: 'NAMESPACE/NAME',
+    section: SELF_MANAGED,
+    help: 'The Secret holding the CA and serving certificate; created when absent. Required in self-managed mode',
+  }),
+  webhookConfigurationName: textFlag({
+    name: 'webhook-configuration-name',
+    placeholder: 'NAME',
+    section: SELF_MANAGED,
+    help: 'ValidatingWebhookConfiguration whose webhooks get the CA as caBundle (default: none is changed)',
+  }),
+  serviceName: textFlag({
+    name: 'service-name',
+    placeholder: 'NAME',
+    section: SELF_MANAGED,
+    help: 'Service the API server calls; the serving certificate gets its DNS names (with --service-namespace)',
+  }),
+  serviceNamespace: textFlag({
+    name: 'service-namespace',
+    placeholder: 'NAMESPACE',
+    section: SELF_MANAGED,
+    help: "The Service's namespace",
+  }),
+  clusterDomain: textFlag({
+    name: 'cluster-domain',
+    placeholder: 'DOMAIN',
+    default: DEFAULT_CLUSTER_DOMAIN,
+    section: SELF_MANAGED,
+    help: "The cluster's DNS domain, for the Service's longest name",
+  }),
+  selfManagedExtraDns: textFlag({
+    name: 'self-managed-extra-dns',
+    placeholder: 'NAME[,NAME]',
+    section: SELF_MANAGED,
+    help: 'More DNS names for the serving certificate, e.g. the host of a webhook URL outside the cluster',
+  }),
+  selfManagedExtraIp: textFlag({
+    name: 'self-managed-extra-ip',
+    placeholder: 'IP[,IP]',
+    section: SELF_MANAGED,
+    help: 'IP addresses for the serving certificate, e.g. of a webhook URL outside the cluster',
+  }),
+  kubeconfig: textFlag({
+    name: 'kubeconfig',
+    placeholder: 'PATH',
+    section: SELF_MANAGED,
+    help: "Kubeconfig whose current context reaches the API server (default: the pod's ServiceAccount)",
+  }),
+  selfManagedCaValidityMs: durationFlag({
+    name: 'self-managed-ca-validity',
+    default: DEFAULT_CA_VALIDITY_MS,
+    maxMs: MAX_VALIDITY_MS,
+    section: SELF_MANAGED,
+    help: 'Life of each CA; the next is made at 80% of it and signs from 90% on',
+  }),
+  selfManagedCertValidityMs: durationFlag({
+    name: 'self-managed-cert-validity',
+    default: DEFAULT_CERT_VALIDITY_MS,
+    maxMs: MAX_VALIDITY_MS,
+    section: SELF_MANAGED,
+    help: 'Life of each serving certificate; renewed at two thirds of it',
   }),
   verbose: booleanFlag({
     name: 'verbosity',
@@ -258,7 +402,8 @@ export type ParseResult =
 export const HELP = renderHelp({
   usage: [
     'kube-audit-rest [OPTIONS]                    serve the webhook',
-    'kube-audit-rest convert [OPTIONS] [FILE...]  admissionreview lines to Event lines (convert --help)',
+    'kube-audit-rest convert [OPTIONS] [FILE...]  admissionreview lines to Event lines',
+    'kube-audit-rest webhook-config [OPTIONS]     a webhook configuration compiled from a policy',
   ],
   about:
     'Writes every AdmissionReview the Kubernetes API server sends to POST /log-request as one JSON ' +
@@ -286,6 +431,39 @@ function checkCombinations(config: Config): void {
   }
   if (config.disableSecretRedaction && config.redactionKeyFile !== undefined) {
     throw new FlagError('--redaction-key-file has no use with --disable-secret-redaction');
+  }
+  checkSelfManaged(config);
+}
+
+/** The self-managed flags: meaningless in files mode, checked together in self-managed mode. */
+function checkSelfManaged(config: Config): void {
+  if (config.tlsMode === 'files') {
+    const given: [boolean, string][] = [
+      [config.selfManagedSecret !== undefined, 'self-managed-secret'],
+      [config.webhookConfigurationName !== undefined, 'webhook-configuration-name'],
+      [config.serviceName !== undefined, 'service-name'],
+      [config.serviceNamespace !== undefined, 'service-namespace'],
+      [config.clusterDomain !== DEFAULT_CLUSTER_DOMAIN, 'cluster-domain'],
+      [config.selfManagedExtraDns !== undefined, 'self-managed-extra-dns'],
+      [config.selfManagedExtraIp !== undefined, 'self-managed-extra-ip'],
+      [config.kubeconfig !== undefined, 'kubeconfig'],
+      [config.selfManagedCaValidityMs !== DEFAULT_CA_VALIDITY_MS, 'self-managed-ca-validity'],
+      [config.selfManagedCertValidityMs !== DEFAULT_CERT_VALIDITY_MS, 'self-managed-cert-validity'],
+    ];
+    for (const [on, flag] of given) if (on) throw new FlagError(`--${flag} needs --tls-mode=self-managed`);
+    return;
+  }
+  for (const [ms, flag] of [
+    [config.selfManagedCaValidityMs, 'self-managed-ca-validity'],
+    [config.selfManagedCertValidityMs, 'self-managed-cert-validity'],
+  ] as const) {
+    if (ms < MIN_VALIDITY_MS)
+      throw new FlagError(`--${flag} must be at least ${formatDuration(MIN_VALIDITY_MS)}`);
+  }
+  try {
+    selfManagedSettings(config);
+  } catch (err) {
+    throw new FlagError((err as Error).message);
   }
 }
 

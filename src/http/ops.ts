@@ -2,13 +2,17 @@
  * @module The operations port: `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (checks).
  */
 import { Hono } from 'hono';
+import { type Logger, silentLogger } from '../support/log.ts';
 import type { Metrics } from '../support/metrics.ts';
+import { throttle } from '../support/throttle.ts';
 
 /** What the operations app needs. */
 export type OpsDeps = {
   metrics: Metrics;
   /** Readiness checks by name; each returns true when healthy. */
   readiness: Record<string, () => boolean>;
+  /** Where a failing route is logged, at most once a second. Default: nowhere. */
+  log?: Logger;
 };
 
 /** Creates the operations app. */
@@ -26,6 +30,14 @@ export function createOpsApp(deps: OpsDeps): Hono {
       .filter(([, check]) => !check())
       .map(([name]) => name);
     return failed.length === 0 ? c.text('ok\n') : c.text(`not ready: ${failed.join(', ')}\n`, 503);
+  });
+  const log = deps.log ?? silentLogger;
+  const reportError = throttle((suppressed: number, error: Error) => {
+    log.error('operations request failed', { error, suppressedSinceLast: suppressed });
+  });
+  app.onError(function onError(err, c) {
+    reportError(err);
+    return c.text('internal error\n', 500);
   });
   return app;
 }

@@ -14,6 +14,7 @@ import type { LineSink } from '../sink/sink.ts';
 import type { Clock } from '../support/clock.ts';
 import type { Logger } from '../support/log.ts';
 import type { Metrics } from '../support/metrics.ts';
+import { throttle } from '../support/throttle.ts';
 import { isJsonContentType, readBody, TIMED_OUT, TOO_LARGE } from './body.ts';
 import { errorResponse, JSON_HEADERS, type RefusalReason } from './refusals.ts';
 
@@ -100,8 +101,6 @@ export function createWebhook(deps: WebhookDeps): Webhook {
   const { pipeline, sink, metrics, clock, log, maxRequestBytes, requestTimeoutMs } = deps;
   const deny = deps.onWriteError === 'deny';
   const afterBody = deps.afterBody ?? (() => {});
-  let lastFailureLog = 0;
-  let suppressedFailures = 0;
 
   function refuse(status: number, reason: RefusalReason, message: string, headers = {}): Response {
     metrics.invalidRequests.inc({ reason });
@@ -109,24 +108,17 @@ export function createWebhook(deps: WebhookDeps): Webhook {
     return errorResponse(status, reason, message, headers);
   }
 
-  function reportWriteFailure(err: unknown): void {
-    const now = Date.now();
-    if (now - lastFailureLog >= WRITE_FAILURE_LOG_INTERVAL_MS) {
+  const reportWriteFailure = throttle(
+    (suppressed: number, err: unknown) => {
       log.error(
         deny
           ? 'audit line not written; request denied'
           : 'audit line not written; request allowed without a record',
-        {
-          error: err,
-          suppressedSinceLast: suppressedFailures,
-        },
+        { error: err, suppressedSinceLast: suppressed },
       );
-      lastFailureLog = now;
-      suppressedFailures = 0;
-    } else {
-      suppressedFailures++;
-    }
-  }
+    },
+    { intervalMs: WRITE_FAILURE_LOG_INTERVAL_MS },
+  );
 
   async function logRequest(req: Request, caller?: CallerContext): Promise<Response> {
     const arrived = clock();

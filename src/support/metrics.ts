@@ -3,7 +3,42 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { LEVELS, type Level } from '../audit/policy/types.ts';
+import type { RefusalReason } from '../http/refusals.ts';
 import type { SinkObserver } from '../sink/sink.ts';
+
+/**
+ * Every reason a request can be refused for, so that each `invalid_requests_total{reason}` series
+ * exists at 0 from the start (an alert on rate() sees the first refusal). A Record rather than a
+ * list: the compiler then refuses this table when a reason is added to RefusalReason and not here.
+ */
+const REFUSAL_REASONS: Record<RefusalReason, true> = {
+  empty: true,
+  syntax: true,
+  trailing_data: true,
+  invalid_utf8: true,
+  too_deep: true,
+  not_object: true,
+  duplicate_key: true,
+  wrong_kind: true,
+  wrong_api_version: true,
+  missing_request: true,
+  missing_uid: true,
+  invalid_uid: true,
+  method_not_allowed: true,
+  not_found: true,
+  unsupported_media_type: true,
+  too_large: true,
+  timeout: true,
+  internal: true,
+};
+
+/** The `result` label values of the reload counters. */
+const RELOAD_RESULTS = ['success', 'failure'] as const;
+
+/** Creates every series of `counter` for the given label values at 0; see {@link REFUSAL_REASONS}. */
+function startAtZero<L extends string>(counter: Counter<L>, label: L, values: readonly string[]): void {
+  for (const value of values) counter.inc({ [label]: value } as Partial<Record<L, string>>, 0);
+}
 
 /**
  * Request duration buckets, in seconds. The API server's webhook timeout is 10 s by default; most
@@ -106,14 +141,18 @@ export type Metrics = {
   readonly rotations: Counter;
   /** Reopens of the audit file after it was deleted or moved away. */
   readonly reopens: Counter;
-  /** Successful and failed certificate reloads. */
+  /** Successful and failed certificate reloads (client CA included). */
   readonly certReloads: Counter<'result'>;
+  /** Successful and failed reloads of the path token file. */
+  readonly pathTokenReloads: Counter<'result'>;
   /** Expiry of the certificate being served, as a Unix time in seconds. */
   readonly certExpiry: Gauge;
   /** Whether the sink can write (1) or not (0), as /readyz reports it. */
   readonly sinkReady: Gauge;
   /** Gzip compressions of rotated files, by result. */
   readonly compressions: Counter<'result'>;
+  /** Times the webhook stopped accepting connections because `--max-connections` were open. */
+  readonly connectionCapReached: Counter;
   /** The sink observer that feeds the write metrics. */
   readonly sinkObserver: SinkObserver;
 };
@@ -171,6 +210,27 @@ export function createMetrics(): Metrics {
     registers,
   });
   for (const result of ['success', 'failure']) compressions.inc({ result }, 0);
+  const invalidRequests = new Counter({
+    name: 'kube_audit_rest_invalid_requests_total',
+    help: 'Requests refused without writing anything, by reason (not_found includes wrong path tokens)',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  startAtZero(invalidRequests, 'reason', Object.keys(REFUSAL_REASONS));
+  const certReloads = new Counter({
+    name: 'kube_audit_rest_certificate_reloads_total',
+    help: 'Certificate reloads after the files changed (client CA included), by result (success or failure)',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  startAtZero(certReloads, 'result', RELOAD_RESULTS);
+  const pathTokenReloads = new Counter({
+    name: 'kube_audit_rest_path_token_reloads_total',
+    help: 'Reloads of the --path-token-file after it changed, by result; on failure the previous tokens stay in force',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  startAtZero(pathTokenReloads, 'result', RELOAD_RESULTS);
   return {
     registry,
     sinkReady,
@@ -185,12 +245,7 @@ export function createMetrics(): Metrics {
       help: 'Total number of valid requests processed (their audit line was written)',
       registers,
     }),
-    invalidRequests: new Counter({
-      name: 'kube_audit_rest_invalid_requests_total',
-      help: 'Requests refused without writing anything, by reason',
-      labelNames: ['reason'] as const,
-      registers,
-    }),
+    invalidRequests,
     requestDuration: createDurationHistogram(registry, {
       name: 'kube_audit_rest_request_duration_seconds',
       help: 'Time from the arrival of a valid request to its answer, including the write',
@@ -214,15 +269,16 @@ export function createMetrics(): Metrics {
     bytesWritten,
     rotations,
     reopens,
-    certReloads: new Counter({
-      name: 'kube_audit_rest_certificate_reloads_total',
-      help: 'Certificate reloads after the files changed, by result (success or failure)',
-      labelNames: ['result'] as const,
-      registers,
-    }),
+    certReloads,
+    pathTokenReloads,
     certExpiry: new Gauge({
       name: 'kube_audit_rest_certificate_expiry_timestamp_seconds',
       help: 'Expiry (notAfter) of the certificate being served, as a Unix time in seconds',
+      registers,
+    }),
+    connectionCapReached: new Counter({
+      name: 'kube_audit_rest_connection_cap_reached_total',
+      help: 'Times the webhook listener closed because --max-connections connections were open; new connections were refused until some closed',
       registers,
     }),
     sinkObserver: {

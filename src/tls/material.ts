@@ -134,3 +134,26 @@ export async function loadTlsMaterial(certFile: string, keyFile: string): Promis
   const { cert, key } = await readTlsFiles(certFile, keyFile);
   return parseTlsMaterial(certFile, keyFile, cert, key);
 }
+
+/**
+ * Checks the PEM text of a client CA bundle: at least one certificate, every block parses, and each is
+ * a CA (basicConstraints CA:TRUE), since a leaf there would let exactly that one certificate in and is
+ * almost always a mistake (the server's own certificate given by accident, say). `file` names the
+ * bundle in error messages. Returns the text unchanged, for Bun.serve's `ca` option.
+ */
+export function parseClientCa(file: string, pem: string): string {
+  const blocks = pem.match(CERT_BLOCK) ?? [];
+  if (blocks.length === 0) throw new TlsMaterialError(`client CA ${file}: no PEM certificate found`, file);
+  for (const [i, block] of blocks.entries()) {
+    const which = blocks.length === 1 ? 'the certificate' : `certificate ${i + 1} of ${blocks.length}`;
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(block);
+    } catch (err) {
+      const message = `client CA ${file}: cannot parse ${which} (${(err as Error).message})`;
+      throw new TlsMaterialError(message, file, { cause: err });
+    }
+    if (!cert.ca) throw new TlsMaterialError(`client CA ${file}: ${which} is not a CA certificate`, file);
+  }
+  return pem;
+}

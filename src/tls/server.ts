@@ -1,11 +1,12 @@
 /**
- * @module The HTTPS listener: Bun.serve over TLS 1.2+, with the certificate swapped without a restart when its files change.
+ * @module The HTTPS listener: Bun.serve over TLS 1.2+, optionally requiring client certificates, with the
+ * certificate (and client CA) swapped without a restart when their files change (support/file-watcher.ts).
  *
  * Bun's `server.reload()` replaces the handlers but keeps the TLS context, so a new certificate needs a new
  * listener. Every listener is opened with SO_REUSEPORT on the same port, so for a moment two of them share it:
  *
- * 1. load and validate the new pair off the request path; an invalid pair is logged and counted, and the old
- *    listener keeps serving as if nothing had happened;
+ * 1. load and validate the new pair (and client CA, when client certificates are required) off the request
+ *    path; invalid files are logged and counted, and the old listener keeps serving as if nothing had happened;
  * 2. open the new listener (reusePort) — from here the kernel spreads new connections over both;
  * 3. mark the old listener draining: each of its responses carries `Connection: close` (RFC 9112 §9.6), so a
  *    kept-alive client finishes its current request and reconnects, landing on either listener; one that lands
@@ -22,13 +23,17 @@
  */
 
 import { constants } from 'node:crypto';
-import type { FSWatcher } from 'node:fs';
-import { watch } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import type { Server } from 'bun';
+import {
+  DEFAULT_DEBOUNCE_MS,
+  DEFAULT_RELOAD_INTERVAL_MS,
+  readTextFile,
+  watchFiles,
+} from '../support/file-watcher.ts';
 import type { Logger } from '../support/log.ts';
+import { createExpiryWarner } from './expiry.ts';
 import type { TlsMaterial } from './material.ts';
-import { loadTlsMaterial, parseTlsMaterial, readTlsFiles } from './material.ts';
+import { parseClientCa, parseTlsMaterial, readTlsFiles } from './material.ts';
 
 /** The request handler: what Bun.serve's `fetch` receives, with the listener that accepted the request. */
 export type TlsFetch = (req: Request, server: Server<undefined>) => Response | Promise<Response>;
@@ -48,6 +53,11 @@ export type TlsServerOptions = {
   certFile: string;
   /** PEM private key matching the leaf. */
   keyFile: string;
+  /**
+   * PEM bundle of the CAs whose client certificates are accepted; when set, a client without such a
+   * certificate fails the handshake. Reloaded with the certificate. Default: no client certificate asked for.
+   */
+  clientCaFile?: string;
   /** Serves every request that no route in `routes` takes. */
   fetch: TlsFetch;
   /** Paths served by Bun's native router before `fetch` is consulted. Default: none. */
@@ -72,9 +82,11 @@ export type TlsServerOptions = {
   debounceMs?: number;
   /** How long an old listener keeps answering (with `Connection: close`) before it stops listening, in ms. Default 1000. */
   drainMs?: number;
-  /** Called after a new certificate is being served; for metrics. */
+  /** How often the served certificate's expiry is checked against the warning thresholds, in ms. Default one hour. */
+  expiryCheckIntervalMs?: number;
+  /** Called after a new certificate (or client CA) is being served; for metrics. */
   onReload?: (material: TlsMaterial) => void;
-  /** Called when a changed pair could not be loaded or served; the old one is still served. For metrics. */
+  /** Called when changed files could not be loaded or served; the old ones are still served. For metrics. */
   onReloadError?: (err: Error) => void;
 };
 
@@ -97,6 +109,19 @@ export type TlsServer = {
    * `closeActive` is true, which closes them at once.
    */
   stop(closeActive?: boolean): Promise<void>;
+  /**
+   * Stops accepting connections (the connection cap was reached): the listening socket closes, so new
+   * connections are refused by the kernel; requests in flight finish and idle kept-alive connections
+   * close. Certificate checks wait until {@link TlsServer.resume}. Does nothing when already paused.
+   */
+  pause(): void;
+  /**
+   * Listens again after {@link TlsServer.pause}, and checks the certificate files at once. Throws if the
+   * port cannot be bound again; the server then stays paused.
+   */
+  resume(): void;
+  /** Whether the server is listening: false while paused and once stopped. */
+  accepting(): boolean;
 };
 
 /** TLS 1.2 is the floor (RFC 8996 deprecates 1.0 and 1.1). Bun already refuses them; this keeps it explicit. */
@@ -108,10 +133,8 @@ const DEFAULT_MAX_REQUEST_BODY_SIZE = 128 * 1024 * 1024;
 const DEFAULT_IDLE_TIMEOUT_S = 10;
 /** Bun.serve refuses an idle timeout above 255 s. */
 const MAX_IDLE_TIMEOUT_S = 255;
-/** Poll every 10 s: the kubelet refreshes mounted Secrets about once a minute, so a missed event costs little. */
-const DEFAULT_RELOAD_INTERVAL_MS = 10_000;
-/** Long enough to see both files of a non-atomic update (cp cert; cp key); the kubelet's swap is one event burst. */
-const DEFAULT_DEBOUNCE_MS = 200;
+/** Hourly: the warnings are days apart, so an hour late is on time. */
+const DEFAULT_EXPIRY_CHECK_INTERVAL_MS = 3_600_000;
 /**
  * One second lets every busy kept-alive client make its next request and be told to close, while the old
  * certificate goes on being offered to new connections for only that long.
@@ -120,8 +143,8 @@ const DEFAULT_DRAIN_MS = 1000;
 /** Timers take a signed 32-bit delay; anything longer fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-type Resolved = Required<Omit<TlsServerOptions, 'onReload' | 'onReloadError' | 'onError'>> &
-  Pick<TlsServerOptions, 'onReload' | 'onReloadError' | 'onError'>;
+type Optional = 'onReload' | 'onReloadError' | 'onError' | 'clientCaFile';
+type Resolved = Required<Omit<TlsServerOptions, Optional>> & Pick<TlsServerOptions, Optional>;
 
 function resolveOptions(options: TlsServerOptions): Resolved {
   const resolved: Resolved = {
@@ -134,6 +157,7 @@ function resolveOptions(options: TlsServerOptions): Resolved {
     watch: options.watch ?? true,
     debounceMs: options.debounceMs ?? DEFAULT_DEBOUNCE_MS,
     drainMs: options.drainMs ?? DEFAULT_DRAIN_MS,
+    expiryCheckIntervalMs: options.expiryCheckIntervalMs ?? DEFAULT_EXPIRY_CHECK_INTERVAL_MS,
   };
   if (!resolved.certFile) throw new TypeError('tls server: certFile is required');
   if (!resolved.keyFile) throw new TypeError('tls server: keyFile is required');
@@ -145,6 +169,8 @@ function resolveOptions(options: TlsServerOptions): Resolved {
   requireInteger('reloadIntervalMs', resolved.reloadIntervalMs, 0, MAX_TIMER_MS);
   requireInteger('debounceMs', resolved.debounceMs, 0, MAX_TIMER_MS);
   requireInteger('drainMs', resolved.drainMs, 0, MAX_TIMER_MS);
+  requireInteger('expiryCheckIntervalMs', resolved.expiryCheckIntervalMs, 1, MAX_TIMER_MS);
+  if (resolved.clientCaFile === '') throw new TypeError('tls server: clientCaFile must not be empty');
   return resolved;
 }
 
@@ -154,10 +180,12 @@ function requireInteger(name: string, value: number, min: number, max: number): 
   }
 }
 
-/** One Bun.serve listening socket and the certificate it was opened with. */
-type Listener = {
+/** What a listener serves: the pair and, when client certificates are required, the CAs that sign them. */
+type Served = { readonly material: TlsMaterial; readonly clientCa: string | undefined };
+
+/** One Bun.serve listening socket and what it was opened with. */
+type Listener = Served & {
   readonly server: Server<undefined>;
-  readonly material: TlsMaterial;
   /** Set once a newer listener exists; every response from now on asks the client to close. */
   draining: boolean;
 };
@@ -175,7 +203,7 @@ export function startTlsServer(options: TlsServerOptions): Promise<TlsServer> {
 async function start(o: Resolved): Promise<TlsServer> {
   const log = o.logger.child('tls');
 
-  function listen(material: TlsMaterial, port: number): Listener {
+  function listen(served: Served, port: number): Listener {
     let listener: Listener | undefined;
     function closeIfDraining(res: Response): Response {
       if (!listener?.draining) return res;
@@ -205,6 +233,7 @@ async function start(o: Resolved): Promise<TlsServer> {
     for (const [path, methods] of Object.entries(o.routes)) {
       routes[path] = Object.fromEntries(Object.entries(methods).map(([m, h]) => [m, drained(h)]));
     }
+    const { material, clientCa } = served;
     try {
       const server = Bun.serve({
         hostname: o.hostname,
@@ -213,12 +242,19 @@ async function start(o: Resolved): Promise<TlsServer> {
         development: false,
         maxRequestBodySize: o.maxRequestBodySize,
         idleTimeout: o.idleTimeout,
-        tls: { cert: material.cert, key: material.key, secureOptions: NO_TLS_BELOW_1_2 },
+        tls: {
+          cert: material.cert,
+          key: material.key,
+          secureOptions: NO_TLS_BELOW_1_2,
+          // Only requestCert asks for a certificate; rejectUnauthorized (Bun's default for a server,
+          // stated here) then refuses the handshake of a client without one that `ca` signed.
+          ...(clientCa === undefined ? {} : { ca: clientCa, requestCert: true, rejectUnauthorized: true }),
+        },
         routes,
         fetch: drained(o.fetch),
         ...(o.onError ? { error: o.onError } : {}),
       });
-      listener = { server, material, draining: false };
+      listener = { server, material, clientCa, draining: false };
       return listener;
     } catch (err) {
       throw new Error(`cannot listen on ${o.hostname}:${port} with certificate ${o.certFile}`, {
@@ -235,32 +271,38 @@ async function start(o: Resolved): Promise<TlsServer> {
       sans: material.sans,
       notBefore: material.notBefore.toISOString(),
       notAfter: material.notAfter.toISOString(),
+      ...(o.clientCaFile === undefined ? {} : { clientCaFile: o.clientCaFile }),
     };
   }
 
-  function warnIfOutsideValidity(material: TlsMaterial): void {
-    const now = Date.now();
-    if (now > material.notAfter.getTime()) log.warn('certificate has expired', describe(material));
-    else if (now < material.notBefore.getTime()) log.warn('certificate is not valid yet', describe(material));
+  /** The files watched, in this order: certificate, key, then the client CA if there is one. */
+  const files = [o.certFile, o.keyFile, ...(o.clientCaFile === undefined ? [] : [o.clientCaFile])];
+  function parse(contents: readonly string[]): Served {
+    const [cert = '', key = '', ca] = contents;
+    const material = parseTlsMaterial(o.certFile, o.keyFile, cert, key);
+    const clientCa = o.clientCaFile === undefined ? undefined : parseClientCa(o.clientCaFile, ca ?? '');
+    return { material, clientCa };
   }
 
-  const initial = await loadTlsMaterial(o.certFile, o.keyFile);
-  let current = listen(initial, o.port);
+  const checkExpiry = createExpiryWarner({ logger: log });
+  const { cert, key } = await readTlsFiles(o.certFile, o.keyFile);
+  const initialContents = [
+    cert,
+    key,
+    ...(o.clientCaFile === undefined ? [] : [await readTextFile('client CA', o.clientCaFile)]),
+  ];
+  let current = listen(parse(initialContents), o.port);
   const port = current.server.port ?? o.port;
-  log.info('serving certificate', { ...describe(initial), hostname: o.hostname, port });
-  warnIfOutsideValidity(initial);
+  log.info('serving certificate', { ...describe(current.material), hostname: o.hostname, port });
+  checkExpiry(current.material);
 
   let stopped = false;
   /** Old listeners whose connections have not all closed yet, with the promise that says when they have. */
   const closing = new Map<Listener, Promise<void>>();
-  /** The pair (or read error) that last failed, so a bad pair is reported once, not on every poll. */
-  let lastFailure: string | undefined;
   /** Ends the current drain window early (on stop). */
   let wakeDrain: (() => void) | undefined;
 
-  function reportFailure(err: unknown, signature: string, force: boolean): false {
-    if (!force && signature === lastFailure) return false;
-    lastFailure = signature;
+  function reportFailure(err: unknown): false {
     const error = err instanceof Error ? err : new Error(String(err));
     log.error('certificate not reloaded; still serving the previous one', {
       ...describe(current.material),
@@ -297,88 +339,48 @@ async function start(o: Resolved): Promise<TlsServer> {
     closing.set(old, closed);
   }
 
-  async function check(force: boolean): Promise<boolean> {
-    if (stopped) return false;
-    let files: { cert: string; key: string };
-    try {
-      files = await readTlsFiles(o.certFile, o.keyFile);
-    } catch (err) {
-      return reportFailure(err, `read: ${(err as Error).message}`, force);
-    }
-    if (files.cert === current.material.cert && files.key === current.material.key) {
-      lastFailure = undefined;
+  /** Set while the connection cap holds the listener closed; `current` is then the closed one. */
+  let paused = false;
+
+  /** Serves changed files on a new listener; false when they are what is served already, or are refused. */
+  async function swap(contents: readonly string[]): Promise<boolean> {
+    const [cert, key, ca] = contents;
+    if (cert === current.material.cert && key === current.material.key && ca === current.clientCa) {
       return false;
     }
-    const signature = `pair: ${files.cert}\0${files.key}`;
-    if (!force && signature === lastFailure) return false;
-    if (stopped) return false;
+    // While paused, no listener may open; resume() offers the files again.
+    if (stopped || paused) return false;
     let next: Listener;
     try {
-      next = listen(parseTlsMaterial(o.certFile, o.keyFile, files.cert, files.key), port);
+      next = listen(parse(contents), port);
     } catch (err) {
-      return reportFailure(err, signature, force);
+      return reportFailure(err);
     }
-    lastFailure = undefined;
     const old = current;
     current = next;
     log.info('certificate reloaded', {
       ...describe(next.material),
       previousFingerprint256: old.material.fingerprint256,
+      ...(next.clientCa === old.clientCa ? {} : { clientCaChanged: true }),
     });
-    warnIfOutsideValidity(next.material);
+    checkExpiry(next.material);
     notify(() => o.onReload?.(next.material));
     await drainAndClose(old);
     return true;
   }
 
-  /** Reloads run one at a time; requests that arrive while one waits to start share it. */
-  let chain: Promise<unknown> = Promise.resolve();
-  let queued: Promise<boolean> | undefined;
-  let queuedForce = false;
-  function requestCheck(force: boolean): Promise<boolean> {
-    queuedForce ||= force;
-    if (queued) return queued;
-    const run = chain.then(() => {
-      queued = undefined;
-      const f = queuedForce;
-      queuedForce = false;
-      return check(f);
-    });
-    chain = run.catch((err) => log.error('certificate check failed unexpectedly', { err }));
-    queued = run.catch(() => false);
-    return queued;
-  }
-
-  let debounce: Timer | undefined;
-  const watchedNames = new Set([basename(o.certFile), basename(o.keyFile)]);
-  function onFileEvent(_event: string, filename: string | Buffer | null): void {
-    // Other files in the directory (an audit log written beside the certificate, say) must not
-    // cost a callback per write: only the two files and the kubelet's `..data`-style entries count.
-    // Without a name the event may be anything, so it counts.
-    if (typeof filename === 'string' && !watchedNames.has(filename) && !filename.startsWith('..')) return;
-    clearTimeout(debounce);
-    debounce = setTimeout(() => void requestCheck(false), o.debounceMs);
-  }
-
-  const watchers: FSWatcher[] = [];
-  if (o.watch) {
-    // Watch directories, not files: the kubelet swaps a `..data` symlink rather than writing tls.crt in place.
-    for (const dir of new Set([dirname(o.certFile), dirname(o.keyFile)])) {
-      try {
-        const watcher = watch(dir, onFileEvent);
-        watcher.on('error', (err) => {
-          log.warn('stopped watching certificate directory; polling continues', { dir, err });
-          watcher.close();
-        });
-        watchers.push(watcher);
-      } catch (err) {
-        log.warn('cannot watch certificate directory; polling only', { dir, err });
-      }
-    }
-  }
-  const poll =
-    o.reloadIntervalMs > 0 ? setInterval(() => void requestCheck(false), o.reloadIntervalMs) : undefined;
-  poll?.unref();
+  const watcher = watchFiles({
+    files,
+    initial: initialContents,
+    onChange: swap,
+    onReadError: reportFailure,
+    logger: log,
+    reloadIntervalMs: o.reloadIntervalMs,
+    watch: o.watch,
+    debounceMs: o.debounceMs,
+  });
+  const expiryTimer = setInterval(() => checkExpiry(current.material), o.expiryCheckIntervalMs);
+  expiryTimer.unref();
 
   return {
     port,
@@ -386,15 +388,31 @@ async function start(o: Resolved): Promise<TlsServer> {
       return current.material;
     },
     isReady: () => !stopped,
-    reloadNow: () => requestCheck(true),
+    reloadNow: () => watcher.checkNow(),
+    pause() {
+      if (stopped || paused) return;
+      paused = true;
+      const old = current;
+      closing.set(
+        old,
+        old.server.stop(false).then(() => {
+          closing.delete(old);
+        }),
+      );
+    },
+    resume() {
+      if (stopped || !paused) return;
+      current = listen({ material: current.material, clientCa: current.clientCa }, port);
+      paused = false;
+      void watcher.checkNow();
+    },
+    accepting: () => !stopped && !paused,
     async stop(closeActive = false) {
       if (!stopped) {
         stopped = true;
-        clearInterval(poll);
-        clearTimeout(debounce);
-        for (const watcher of watchers) watcher.close();
+        clearInterval(expiryTimer);
         wakeDrain?.();
-        await chain;
+        await watcher.close();
       }
       const listeners = [current, ...closing.keys()];
       await Promise.all([...listeners.map((l) => l.server.stop(closeActive)), ...closing.values()]);

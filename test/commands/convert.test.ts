@@ -14,7 +14,7 @@ import { checkEvents } from '../../testing/harness/event-oracles.ts';
 import { runToExit } from '../helpers/server-process.ts';
 
 const REPO = join(import.meta.dir, '..', '..');
-const ONE_X_EXAMPLE = join(REPO, 'test', 'fixtures', 'convert', 'kube-audit-rest-1.x-example.log');
+const ONE_X_EXAMPLE = join(REPO, 'test', 'fixtures', 'convert', 'kube-audit-rest-1.x-example.jsonl');
 const LOCAL_DATA = join(REPO, 'testing', 'locally', 'data');
 
 /** The captured reviews as kube-audit-rest writes them: compact, with a requestReceivedTimestamp. */

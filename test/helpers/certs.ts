@@ -49,6 +49,8 @@ export type ServerCertOptions = {
   days?: number;
   /** Key algorithm. Default `ec` (P-256); `rsa` is 2048-bit and slower to make. */
   keyType?: 'ec' | 'rsa';
+  /** What the certificate is for. Default `serverAuth`; `clientAuth` makes a client certificate. */
+  extendedKeyUsage?: 'serverAuth' | 'clientAuth';
 };
 
 /** A server certificate made by {@link makeServerCert}. */
@@ -109,7 +111,10 @@ export async function makeCa(dir: string, options: CaOptions = {}): Promise<Test
   return { certFile, keyFile, cert: await readFile(certFile, 'utf8') };
 }
 
-/** Makes a server certificate signed by `ca`, with its key, in `dir`; for serverAuth, with the given SANs. */
+/**
+ * Makes a server certificate signed by `ca`, with its key, in `dir`; for serverAuth (or clientAuth),
+ * with the given SANs. `days: 0` makes one whose validity ends the second it starts.
+ */
 export async function makeServerCert(
   dir: string,
   ca: TestCa,
@@ -127,7 +132,7 @@ export async function makeServerCert(
   const ext = [
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature,keyEncipherment',
-    'extendedKeyUsage=serverAuth',
+    `extendedKeyUsage=${options.extendedKeyUsage ?? 'serverAuth'}`,
     ...(sans.length > 0 ? [`subjectAltName=${sans.join(',')}`] : []),
   ];
   await writeFile(extFile, `${ext.join('\n')}\n`);

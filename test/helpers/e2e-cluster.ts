@@ -1,7 +1,7 @@
 /**
  * @module A real kube-apiserver calling a webhook on loopback: the shared set-up of the end-to-end suite, the
  * review capture script and the demo. Starts the control plane and the webhook side by side, registers the
- * rendered k8s/base/webhook.yaml, and waits (polling with marker objects) until the API server uses it.
+ * rendered k8s/base/webhook.yaml (or a configuration given), and waits (polling with marker objects) until the API server uses it.
  */
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -67,6 +67,8 @@ export type E2eClusterOptions = {
   render?: Omit<RenderOptions, 'url' | 'caPem'>;
   /** Extra kube-apiserver flags (its own audit log, say). */
   apiServerArgs?: readonly string[];
+  /** Registers this configuration instead of the rendered manifest (`render` is then unused). */
+  webhookConfiguration?: (target: { url: string; caPem: string }) => WebhookConfiguration;
 };
 
 /**
@@ -212,7 +214,9 @@ export async function startE2eCluster(options: E2eClusterOptions): Promise<E2eCl
     const cp = controlPlane as ControlPlane;
     const hook = backend as WebhookBackend;
 
-    const config = renderWebhookConfiguration({ ...options.render, url: hook.url, caPem: ca.cert });
+    const config =
+      options.webhookConfiguration?.({ url: hook.url, caPem: ca.cert }) ??
+      renderWebhookConfiguration({ ...options.render, url: hook.url, caPem: ca.cert });
     const res = await cp.fetch('/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },

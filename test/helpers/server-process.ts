@@ -67,19 +67,43 @@ export async function waitUntil(check: () => boolean | Promise<boolean>, timeout
   }
 }
 
+/** Options for {@link startServer}. */
+export type StartOptions = {
+  /** Runs the executable with this descriptor limit (`ulimit -n`, soft and hard). Default: this process's. */
+  descriptorLimit?: number;
+  /** A descriptor to give the executable as its standard output. Default: a pipe read by {@link ServerProcess.stdout}. */
+  stdoutFd?: number;
+};
+
+/** The command, run through `sh` with `ulimit -n` when a descriptor limit is asked for. */
+function withLimit(command: string[], options: StartOptions): string[] {
+  if (options.descriptorLimit === undefined) return command;
+  return ['sh', '-c', `ulimit -n ${options.descriptorLimit} && exec "$@"`, 'sh', ...command];
+}
+
 /** Starts the executable on free loopback ports with `args` added, and waits until /readyz says 200. */
-export async function startServer(args: string[]): Promise<ServerProcess> {
+export async function startServer(args: string[], options: StartOptions = {}): Promise<ServerProcess> {
   const exe = await ensureExecutable();
   const port = freePort();
   let metricsPort = freePort();
   while (metricsPort === port) metricsPort = freePort();
   const started = performance.now();
-  const proc = Bun.spawn(
-    [exe, `--server-port=${port}`, `--metrics-port=${metricsPort}`, '--bind-address=127.0.0.1', ...args],
-    { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' },
-  );
+  const command = [
+    exe,
+    `--server-port=${port}`,
+    `--metrics-port=${metricsPort}`,
+    '--bind-address=127.0.0.1',
+    ...args,
+  ];
+  const spawned = Bun.spawn(withLimit(command, options), {
+    stdin: 'ignore',
+    stdout: options.stdoutFd ?? 'pipe',
+    stderr: 'pipe',
+  });
+  // With a descriptor given there is no stdout stream; the type below describes the usual case.
+  const proc = spawned as unknown as Bun.Subprocess<'ignore', 'pipe', 'pipe'>;
   const stderr = collect(proc.stderr);
-  const stdout = collect(proc.stdout);
+  const stdout = options.stdoutFd === undefined ? collect(proc.stdout) : () => '';
   try {
     await waitUntil(
       async () => {
@@ -112,8 +136,11 @@ export async function startServer(args: string[]): Promise<ServerProcess> {
 }
 
 /** Runs the executable to completion (for flag and start-up errors) and returns its status and output. */
-export async function runToExit(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([await ensureExecutable(), ...args], {
+export async function runToExit(
+  args: string[],
+  options: StartOptions = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn(withLimit([await ensureExecutable(), ...args], options), {
     stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',

@@ -287,7 +287,7 @@ describe('refusals', () => {
 describe('write failures', () => {
   it('still answers allowed, logs the loss without the body, and does not count the request', async () => {
     // A sink that refuses stands in for the real one only to reach the handler's failure branch;
-    // real disk-full and deleted-file cases are in test/sink/ and test/process.test.ts.
+    // real disk-full and deleted-file cases are in test/sink/ and test/process/server.test.ts.
     const failing: LineSink = {
       write: () => Promise.reject(new SinkWriteError('disk full')),
       ready: () => false,

@@ -40,4 +40,23 @@ describe('createMetrics', () => {
     metrics.registry.resetMetrics();
     expect(await family(metrics.registry, NAME)).toContain(`${NAME}_count 0`);
   });
+
+  it('starts every refusal reason and both results of each reload counter at 0', async () => {
+    const text = await createMetrics().registry.metrics();
+    for (const reason of [
+      'not_found',
+      'syntax',
+      'too_large',
+      'method_not_allowed',
+      'wrong_kind',
+      'internal',
+    ]) {
+      expect(text).toContain(`kube_audit_rest_invalid_requests_total{reason="${reason}"} 0`);
+    }
+    expect(text.match(/^kube_audit_rest_invalid_requests_total\{/gm)).toHaveLength(18);
+    for (const name of ['certificate_reloads_total', 'path_token_reloads_total']) {
+      expect(text).toContain(`kube_audit_rest_${name}{result="success"} 0`);
+      expect(text).toContain(`kube_audit_rest_${name}{result="failure"} 0`);
+    }
+  });
 });

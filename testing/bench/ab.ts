@@ -5,7 +5,12 @@
  *     --variant='event@:--output-format=audit-event' [--workload=mix|lease-update|...] [--rounds=3]
  *
  * A variant is `name`, `name@REF` (that commit, built once into .cache/ab/) or `name@REF:FLAGS` (flags
- * separated by spaces); no ref means the working tree's dist/kube-audit-rest. BENCH_SECONDS (5),
+ * separated by spaces); no ref means the working tree's dist/kube-audit-rest. `{tokens}` and
+ * `{client-ca}` in FLAGS, and `--connection-close`, are described in paired.ts:
+ *
+ *   bun run testing/bench/ab.ts --variant=before@main --variant=now \\
+ *     --variant='token@:--path-token-file={tokens}' --variant='mtls@:--client-ca-file={client-ca}'
+ * BENCH_SECONDS (5),
  * BENCH_CONNECTIONS (16 per variant) set the load.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -39,9 +44,11 @@ async function main(): Promise<void> {
       seconds,
       connections,
       cert,
+      ca,
+      connectionClose: argv.includes('--connection-close'),
     });
     process.stdout.write(
-      `${pairedTable(results)}\n\nWorkload ${workload.name}, ${rounds} rounds of ${seconds} s, ${connections} connections per variant, all variants loaded at once.\n`,
+      `${pairedTable(results)}\n\nWorkload ${workload.name}, ${rounds} rounds of ${seconds} s, ${connections} ${argv.includes('--connection-close') ? 'clients opening a new connection per request' : 'kept-alive connections'} per variant, all variants loaded at once.\n`,
     );
   } finally {
     rmSync(tls, { recursive: true, force: true });

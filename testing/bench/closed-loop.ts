@@ -31,6 +31,12 @@ export type ClosedLoopOptions = {
   cpus?: string;
   /** Longest wait for requests in flight to finish after the deadline. */
   drainTimeoutSeconds: number;
+  /** Request path. Default `/log-request`. */
+  path?: string;
+  /** Send `Connection: close`, so every request opens a new connection and makes a handshake. Default false. */
+  connectionClose?: boolean;
+  /** Extra environment for wrk (a client certificate through wrk-client-cert.so, say). */
+  env?: Record<string, string>;
 };
 
 /** What wrk saw. Latencies are wrk's, in µs, after its own coordinated-omission correction. */
@@ -57,11 +63,14 @@ export type ClosedLoopResult = {
   maxUs: number;
 };
 
+/** What the request head says besides the body's length. */
+type HeadOptions = { path?: string; connectionClose?: boolean };
+
 /** The HTTP request head wrk writes before each body. */
-function requestHead(bytes: number): string {
+function requestHead(bytes: number, o: HeadOptions = {}): string {
   return (
-    'POST /log-request HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n' +
-    `Content-Length: ${bytes}\r\n\r\n`
+    `POST ${o.path ?? '/log-request'} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n` +
+    `${o.connectionClose ? 'Connection: close\r\n' : ''}Content-Length: ${bytes}\r\n\r\n`
   );
 }
 
@@ -69,12 +78,19 @@ function requestHead(bytes: number): string {
  * Writes a template's request files once per directory and returns their paths: `head` is the request
  * line, headers and the body up to the uid; `tail` the body after it.
  */
-export function templateFiles(dir: string, template: Template): { head: string; tail: string } {
+export function templateFiles(
+  dir: string,
+  template: Template,
+  headOptions: HeadOptions = {},
+): { head: string; tail: string } {
   mkdirSync(dir, { recursive: true });
   const head = join(dir, `${template.name}.head`);
   const tail = join(dir, `${template.name}.tail`);
   if (!existsSync(head) || !existsSync(tail)) {
-    writeFileSync(head, Buffer.concat([Buffer.from(requestHead(template.bytes)), template.prefix]));
+    writeFileSync(
+      head,
+      Buffer.concat([Buffer.from(requestHead(template.bytes, headOptions)), template.prefix]),
+    );
     writeFileSync(tail, template.suffix);
   }
   return { head, tail };
@@ -90,11 +106,17 @@ const DRAIN_POLL_MS = 20;
 /** Extra time wrk gets beyond the deadline and drain timeout before the driver gives up on it. */
 const WRK_EXIT_GRACE_MS = 10_000;
 
-/** Runs wrk against `https://127.0.0.1:port/log-request` and returns its counts and latencies. */
+/** Runs wrk against `https://127.0.0.1:port/log-request` (or `path`) and returns its counts and latencies. */
 export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedLoopResult> {
   const { workload, seconds, connections, threads, run, dir } = options;
   if (connections % threads !== 0) throw new Error('connections must be a multiple of threads');
-  const files = workload.templates.map((t) => templateFiles(join(dir, 'templates'), t));
+  const headOptions = { path: options.path, connectionClose: options.connectionClose };
+  // Each request head gets its own folder of templates: the head is part of each file.
+  const variant =
+    options.path === undefined && !options.connectionClose ? '' : `-${Bun.hash(JSON.stringify(headOptions))}`;
+  const files = workload.templates.map((t) =>
+    templateFiles(join(dir, `templates${variant}`), t, headOptions),
+  );
   const drainPrefix = join(dir, `drained-${run}-`);
   const config = join(dir, `wrk-${run}.lua`);
   writeFileSync(
@@ -123,11 +145,11 @@ export async function runClosedLoop(options: ClosedLoopOptions): Promise<ClosedL
       '30s',
       '-s',
       join(import.meta.dir, 'wrk.lua'),
-      `https://127.0.0.1:${options.port}/log-request`,
+      `https://127.0.0.1:${options.port}${options.path ?? '/log-request'}`,
       '--',
       config,
     ],
-    { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' },
+    { stdin: 'ignore', stdout: 'pipe', stderr: 'pipe', env: { ...process.env, ...options.env } },
   );
   const output = Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   const started = performance.now();

@@ -113,6 +113,7 @@ export async function featuresSection(ctx: Context, mix: Workload, exe: string):
     seconds: ctx.settings.seconds,
     connections: CONNECTIONS,
     cert: ctx.cert,
+    ca: ctx.ca,
   });
   return [
     '## What the features cost (policy, audit-event, redaction)',

@@ -2,11 +2,18 @@
  * @module Paired runs: several kube-audit-rest variants (an older commit, today's build, today's build with
  * other flags) serving side by side, each loaded by its own wrk over the same seconds, so the machine's
  * drift hits them alike. Used by ab.ts (the command line) and by the bench's features section.
+ *
+ * Caller options: in a variant's flags, `{tokens}` stands for a token file the run writes (one random
+ * token, naming cluster `bench`), and that variant is loaded at `/log-request/<token>`; `{client-ca}`
+ * stands for the run's CA, and every wrk then presents a client certificate it signed (wrk has no option
+ * for one: testing/bench/wrk-client-cert.c, built into .cache/wrk-client-cert/, adds it). With
+ * `connectionClose` every request opens a new connection, so each pays a full TLS handshake.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestServerCert } from '../../test/helpers/certs.ts';
+import { makeServerCert, type TestCa, type TestServerCert } from '../../test/helpers/certs.ts';
 import { freePort, waitUntil } from '../../test/helpers/server-process.ts';
 import { runClosedLoop } from './closed-loop.ts';
 import type { Workload } from './corpus.ts';
@@ -21,6 +28,24 @@ const CACHE = join(REPO, '.cache', 'ab');
 const NO_ROTATION_MB = 1_000_000;
 /** Longest wait for a variant to answer /readyz. */
 const READY_MS = 15_000;
+
+/** The wrk shim that presents a client certificate (see the module comment). */
+const CLIENT_CERT_SHIM = join(REPO, '.cache', 'wrk-client-cert', 'wrk-client-cert.so');
+
+/** Builds the client-certificate shim for wrk once, and returns its path. */
+function buildClientCertShim(): string {
+  if (existsSync(CLIENT_CERT_SHIM)) return CLIENT_CERT_SHIM;
+  mkdirSync(join(CLIENT_CERT_SHIM, '..'), { recursive: true });
+  const source = join(import.meta.dir, 'wrk-client-cert.c');
+  const out = Bun.spawnSync(['cc', '-O2', '-shared', '-fPIC', '-o', CLIENT_CERT_SHIM, source, '-ldl'], {
+    stderr: 'pipe',
+  });
+  if (out.exitCode !== 0) throw new Error(`cannot build ${CLIENT_CERT_SHIM}: ${out.stderr.toString()}`);
+  return CLIENT_CERT_SHIM;
+}
+
+/** What the `{...}` placeholders of variant flags stand for in this run, and the token behind `{tokens}`. */
+type Placeholders = { tokens: string; 'client-ca': string; token: string };
 
 /** A build and the flags it runs with. */
 export type Variant = { name: string; exe: string; args: string[] };
@@ -65,9 +90,21 @@ export function parseVariant(spec: string): Variant {
   return { name, exe: ref === '' ? join(REPO, 'dist', 'kube-audit-rest') : buildRef(ref), args };
 }
 
-type Running = { variant: Variant; proc: Bun.Subprocess; port: number; logFile: string };
+type Running = { variant: Variant; proc: Bun.Subprocess; port: number; logFile: string; path: string };
 
-async function start(variant: Variant, dir: string, certFile: string, keyFile: string): Promise<Running> {
+async function start(
+  variant: Variant,
+  dir: string,
+  certFile: string,
+  keyFile: string,
+  placeholders: Placeholders,
+): Promise<Running> {
+  const args = variant.args.map((a) =>
+    a.replaceAll('{tokens}', placeholders.tokens).replaceAll('{client-ca}', placeholders['client-ca']),
+  );
+  const path = variant.args.some((a) => a.includes('{tokens}'))
+    ? `/log-request/${placeholders.token}`
+    : '/log-request';
   const port = freePort();
   const metricsPort = freePort();
   const logFile = join(dir, `${variant.name}-${Date.now()}.log`);
@@ -81,7 +118,7 @@ async function start(variant: Variant, dir: string, certFile: string, keyFile: s
       `--cert-key-filename=${keyFile}`,
       `--logger-filename=${logFile}`,
       `--logger-max-size=${NO_ROTATION_MB}`,
-      ...variant.args,
+      ...args,
     ],
     { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' },
   );
@@ -96,7 +133,7 @@ async function start(variant: Variant, dir: string, certFile: string, keyFile: s
     READY_MS,
     `${variant.name} /readyz`,
   );
-  return { variant, proc, port, logFile };
+  return { variant, proc, port, logFile, path };
 }
 
 /** What each variant spent and wrote, round by round. */
@@ -120,19 +157,45 @@ export type PairedOptions = {
   connections: number;
   /** The serving certificate every variant uses. */
   cert: TestServerCert;
+  /** The CA that signed it; `{client-ca}` stands for it, and client certificates are made with it. */
+  ca: TestCa;
+  /** A new connection per request (each pays a handshake). Default false: kept-alive connections. */
+  connectionClose?: boolean;
 };
 
 /** Runs every variant at once under its own wrk, `rounds` times; see the module comment. */
 export async function pairedRuns(options: PairedOptions): Promise<PairedResult[]> {
-  const { variants, workload, rounds, seconds, connections, cert } = options;
+  const { variants, workload, rounds, seconds, connections, cert, ca } = options;
+  const connectionClose = options.connectionClose ?? false;
   const dir = mkdtempSync(join(tmpdir(), 'kar-ab-run-'));
+  const token = randomBytes(32).toString('hex');
+  const placeholders: Placeholders = { tokens: join(dir, 'tokens'), 'client-ca': ca.certFile, token };
+  writeFileSync(placeholders.tokens, `${token} bench\n`);
+  let wrkEnv: Record<string, string> | undefined;
+  if (variants.some((v) => v.args.some((a) => a.includes('{client-ca}')))) {
+    // Every variant's wrk presents the certificate, so the clients differ in nothing; a server
+    // that does not ask for one never sees it.
+    const client = await makeServerCert(dir, ca, {
+      name: 'client',
+      extendedKeyUsage: 'clientAuth',
+      dnsNames: [],
+      ipAddresses: [],
+    });
+    wrkEnv = {
+      LD_PRELOAD: buildClientCertShim(),
+      KAR_CLIENT_CERT: client.certFile,
+      KAR_CLIENT_KEY: client.keyFile,
+    };
+  }
   const cpu: number[][] = variants.map(() => []);
   const rps: number[][] = variants.map(() => []);
   const checks: string[] = variants.map(() => '');
   let run = 0;
   try {
     for (let r = 0; r < rounds; r++) {
-      const servers = await Promise.all(variants.map((v) => start(v, dir, cert.certFile, cert.keyFile)));
+      const servers = await Promise.all(
+        variants.map((v) => start(v, dir, cert.certFile, cert.keyFile, placeholders)),
+      );
       try {
         // Warm-up, then the measured run, all variants at once.
         const load = async (seconds: number) => {
@@ -148,6 +211,9 @@ export async function pairedRuns(options: PairedOptions): Promise<PairedResult[]
                 threads: 1,
                 run: runs[i] as number,
                 dir,
+                path: s.path,
+                connectionClose,
+                ...(wrkEnv === undefined ? {} : { env: wrkEnv }),
                 drainTimeoutSeconds: 30,
               }),
             ),

@@ -55,6 +55,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret that self-managed TLS keeps its CA and serving certificate in. */}}
+{{- define "kube-audit-rest.selfManagedSecretName" -}}
+{{- .Values.tls.selfManaged.secretName | default (printf "%s-self-managed-tls" (include "kube-audit-rest.fullname" .)) -}}
+{{- end -}}
+
+{{/* Whether the pods keep their own TLS (and so call the Kubernetes API). */}}
+{{- define "kube-audit-rest.selfManaged" -}}
+{{- if eq .Values.tls.source "selfManaged" -}}true{{- end -}}
+{{- end -}}
+
 {{/* The Service's DNS names, which the serving certificate must carry (and the central host, in central mode). */}}
 {{- define "kube-audit-rest.dnsNames" -}}
 {{- $svc := printf "%s.%s.svc" (include "kube-audit-rest.fullname" .) .Release.Namespace -}}
@@ -129,4 +139,9 @@ backups, and one more file of headroom.
 {{- else -}}
 {{- printf "%dMi" (mul (int .Values.log.maxSize) (add (int .Values.log.maxBackups) 2)) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Where the pods read the audit Policy: the ConfigMap of templates/policy.yaml, mounted as a directory. */}}
+{{- define "kube-audit-rest.policyDir" -}}
+/etc/kube-audit-rest/policy
 {{- end -}}

@@ -6,9 +6,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import { HELP } from '../src/config/serve.ts';
-import { makeCa, makeServerCert, type TestCa } from './helpers/certs.ts';
-import { writeSecretVolume } from './helpers/secret-volume.ts';
+import { HELP } from '../../src/config/serve.ts';
+import { makeCa, makeServerCert, type TestCa } from '../helpers/certs.ts';
+import { writeSecretVolume } from '../helpers/secret-volume.ts';
 import {
   ensureExecutable,
   reviewBody,
@@ -16,7 +16,7 @@ import {
   type ServerProcess,
   startServer,
   waitUntil,
-} from './helpers/server-process.ts';
+} from '../helpers/server-process.ts';
 
 let dir: string;
 let ca: TestCa;
