@@ -56,12 +56,13 @@ function isExec(i: number): boolean {
   return (SAMPLES[i % SAMPLES.length]?.request.operation as string) === 'CONNECT';
 }
 
-/** POSTs `count` reviews to the webhook from `clients` clients; resolves with the uids acknowledged. */
+/** POSTs `count` reviews to the webhook (at `path`) from `clients` clients; resolves with the uids acknowledged. */
 async function sendReviews(
   server: ServerProcess,
   ca: TestCa,
   prefix: string,
   count: number,
+  path = '/log-request',
 ): Promise<string[]> {
   const acked: string[] = [];
   let next = 0;
@@ -69,7 +70,7 @@ async function sendReviews(
     Array.from({ length: CLIENTS }, async () => {
       while (next < count) {
         const i = next++;
-        const res = await fetch(`https://127.0.0.1:${server.port}/log-request`, {
+        const res = await fetch(`https://127.0.0.1:${server.port}${path}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: review(prefix, i),
@@ -297,14 +298,14 @@ describe('kube-audit-rest forward, the executable', () => {
   });
 
   /** Starts the webhook server writing admissionreview lines with a cluster name, rotating every 1 MB. */
-  async function webhook(logPath: string): Promise<ServerProcess> {
+  async function webhook(logPath: string, extra = [`--cluster-name=${CLUSTER}`]): Promise<ServerProcess> {
     const server = await startServer([
       `--cert-filename=${cert.certFile}`,
       `--cert-key-filename=${cert.keyFile}`,
       `--logger-filename=${logPath}`,
       '--logger-max-size=1',
       '--logger-max-backups=50',
-      `--cluster-name=${CLUSTER}`,
+      ...extra,
     ]);
     running.push(server);
     return server;
@@ -438,6 +439,66 @@ describe('kube-audit-rest forward, the executable', () => {
       // Application logs never carry event contents (names from the reviews, the Secret's name).
       for (const text of ['web-0', 'db-password', 'k-7"'])
         expect(first.stderr() + second.stderr()).not.toContain(text);
+    },
+    ORACLE_BUILD_MS,
+  );
+
+  it(
+    "names each member cluster in central mode: the path token's cluster becomes the Event's and the Kafka key",
+    async () => {
+      const b = broker as KafkaBroker;
+      await b.createTopic('audit-central', 2);
+      const logDir = join(dir, 'central');
+      mkdirSync(logDir);
+      const logPath = join(logDir, 'audit.log');
+      const tokens = { 'prod-eu-1': 'tokenAAAAAAAAAAAAAAAAAAAA', 'prod-us-2': 'tokenBBBBBBBBBBBBBBBBBBBB' };
+      const tokenFile = join(logDir, 'tokens');
+      writeFileSync(
+        tokenFile,
+        Object.entries(tokens)
+          .map(([cluster, token]) => `${token} ${cluster}\n`)
+          .join(''),
+      );
+      const server = await webhook(logPath, [`--path-token-file=${tokenFile}`]);
+      // Without a token the webhook does not record.
+      const refused = await fetch(`https://127.0.0.1:${server.port}/log-request`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: review('none', 0),
+        tls: { ca: ca.cert },
+      });
+      expect(refused.status).not.toBe(200);
+      const f = await forwarder([
+        `--logger-filename=${logPath}`,
+        `--kafka-brokers=${b.bootstrap}`,
+        '--kafka-topic=audit-central',
+        '--poll-interval=20ms',
+      ]);
+      const sent = await Promise.all(
+        Object.entries(tokens).map(async ([cluster, token]) => ({
+          cluster,
+          uids: await sendReviews(server, ca, cluster, 300, `/log-request/${token}`),
+        })),
+      );
+      const total = sent.reduce((n, x) => n + x.uids.length, 0);
+      const records = await consume(
+        b.bootstrap,
+        'audit-central',
+        (r) => new Set(r.map((x) => x.auditID)).size >= total,
+      );
+      expect(await f.terminate()).toBe(0);
+      expect(new Set(records.map((r) => r.auditID)).size).toBe(total);
+      for (const { cluster, uids } of sent) {
+        const mine = records.filter((r) => uids.includes(r.auditID));
+        expect(new Set(mine.map((r) => r.auditID)).size).toBe(uids.length);
+        expect(new Set(mine.map((r) => r.key))).toEqual(new Set([cluster]));
+        const names = mine.map(
+          (r) => (JSON.parse(r.value) as { annotations: Record<string, string> }).annotations.cluster_name,
+        );
+        expect(new Set(names)).toEqual(new Set([cluster]));
+      }
+      const verdicts = await checkEvents(records.map((r) => r.value));
+      expect(verdicts.filter((v) => !v.ok)).toEqual([]);
     },
     ORACLE_BUILD_MS,
   );
