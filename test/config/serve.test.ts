@@ -194,6 +194,12 @@ describe('HELP', () => {
     expect(HELP).toBe(await Bun.file(new URL('../golden/help.txt', import.meta.url)).text());
   });
 
+  it('is what the README shows under Flags', async () => {
+    const readme = await Bun.file(new URL('../../README.md', import.meta.url)).text();
+    const start = readme.indexOf('### Flags\n\n```text\n') + '### Flags\n\n```text\n'.length;
+    expect(readme.slice(start, readme.indexOf('```', start))).toBe(HELP);
+  });
+
   it('documents every flag the parser knows', () => {
     for (const flag of Object.values(SERVE_FLAGS)) expect(HELP).toContain(`--${flag.name}`);
     expect(HELP).toContain('-h, --help');
