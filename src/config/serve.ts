@@ -404,6 +404,7 @@ export const HELP = renderHelp({
     'kube-audit-rest [OPTIONS]                    serve the webhook',
     'kube-audit-rest convert [OPTIONS] [FILE...]  admissionreview lines to Event lines',
     'kube-audit-rest webhook-config [OPTIONS]     a webhook configuration compiled from a policy',
+    'kube-audit-rest forward [OPTIONS]            the audit log to Kafka or an audit webhook',
   ],
   about:
     'Writes every AdmissionReview the Kubernetes API server sends to POST /log-request as one JSON ' +
