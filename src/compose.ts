@@ -5,9 +5,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { createPipeline, type Pipeline, RECORD_EVERYTHING } from './audit/pipeline.ts';
-import { attributesFromAdmission } from './audit/policy/attributes.ts';
-import { createPolicyEvaluator } from './audit/policy/evaluate.ts';
-import { loadPolicyFile } from './audit/policy/load.ts';
 import type { Policy } from './audit/policy/types.ts';
 import { capToWritten } from './audit/transforms/level.ts';
 import { createSecretRedactor, type Redactor } from './audit/transforms/redact-secrets.ts';
@@ -80,6 +77,10 @@ export async function composeRecording(
   let decide: Parameters<typeof createPipeline>[0]['decide'];
   let policy: Policy | undefined;
   if (options.policyFile !== undefined) {
+    // The policy's modules (and the YAML parser) are loaded only when there is a policy.
+    const { loadPolicyFile } = await import('./audit/policy/load.ts');
+    const { createPolicyEvaluator } = await import('./audit/policy/evaluate.ts');
+    const { attributesFromAdmission } = await import('./audit/policy/attributes.ts');
     const loaded = await loadPolicyFile(options.policyFile);
     if (!loaded.ok) {
       throw new CompositionError(

@@ -119,6 +119,9 @@ function slotOf(
   return -1;
 }
 
+/** Where each field's key and value are: {@link SLOT_INTS} numbers per field, -1 when absent. */
+export type FieldIndex = number[];
+
 /** Why a scanned body cannot be indexed: a field that matters appears twice. */
 export type IndexError = { ok: false; field: string };
 
@@ -127,12 +130,18 @@ export type IndexError = { ok: false; field: string };
  * are. A field that some stage reads appearing twice is an error (which one would the API server's
  * own decoding have kept?), reported with its dotted name.
  */
-export function indexFields(bytes: Uint8Array, members: Int32Array): Int32Array | IndexError {
-  const index = new Int32Array(SLOTS * SLOT_INTS).fill(-1);
+export function indexFields(
+  bytes: Uint8Array,
+  members: Int32Array,
+  membersFrom: number,
+  count: number,
+): FieldIndex | IndexError {
+  // A plain array: the JIT allocates it inline, where a typed array costs a call into the runtime.
+  const index: FieldIndex = new Array(SLOTS * SLOT_INTS);
+  for (let i = 0; i < SLOTS * SLOT_INTS; i++) index[i] = -1;
   let requestMember = -2; // the member number of `request`; -2 until found
-  const count = members.length / MEMBER_INTS;
   for (let m = 0; m < count; m++) {
-    const at = m * MEMBER_INTS;
+    const at = membersFrom + m * MEMBER_INTS;
     const parent = members[at + M_PARENT] as number;
     let slot: number;
     if (parent === -1) slot = slotOf(bytes, members, at, ROOT_KEYS, ROOT_FIELDS, 0);
@@ -157,12 +166,12 @@ export function indexFields(bytes: Uint8Array, members: Int32Array): Int32Array 
 }
 
 /** Where a top-level field's value starts in an index from {@link indexFields}, or -1 when absent. */
-export function rootValueStart(index: Int32Array, field: RootField): number {
+export function rootValueStart(index: FieldIndex, field: RootField): number {
   return index[ROOT_SLOT[field] * SLOT_INTS + 1] as number;
 }
 
 /** Where a top-level field's value ends in an index from {@link indexFields}. */
-export function rootValueEnd(index: Int32Array, field: RootField): number {
+export function rootValueEnd(index: FieldIndex, field: RootField): number {
   return index[ROOT_SLOT[field] * SLOT_INTS + 2] as number;
 }
 
@@ -201,7 +210,7 @@ export class AdmissionRecord implements AdmissionFields {
   constructor(
     readonly bytes: Uint8Array,
     readonly apiVersion: ApiVersion,
-    private readonly index: Int32Array,
+    private readonly index: FieldIndex,
   ) {}
 
   /** Where a top-level field's value starts, or -1 when absent. */

@@ -23,9 +23,7 @@ import { bunRoutes, honoApp, webhookFallback, webhookRoutes } from '../http/rout
 import { createWebhook } from '../http/webhook.ts';
 import { createLifecycle } from '../lifecycle.ts';
 import { fastScannerAvailable } from '../review/json-scan-wasm.ts';
-import { policyMatchDesire } from '../self-managed/policy-desire.ts';
-import { selfManagedSettings } from '../self-managed/settings.ts';
-import { type SelfManagedTls, startSelfManagedTls } from '../self-managed/start.ts';
+import type { SelfManagedTls } from '../self-managed/start.ts';
 import type { WebhookDesire } from '../self-managed/webhook.ts';
 import { createFileSink } from '../sink/file-sink.ts';
 import type { LineSink } from '../sink/sink.ts';
@@ -37,8 +35,6 @@ import { createMetrics, type Metrics } from '../support/metrics.ts';
 import { throttle } from '../support/throttle.ts';
 import type { TlsMaterial } from '../tls/material.ts';
 import { startTlsServer, type TlsServer } from '../tls/server.ts';
-import { compileMatch } from '../webhook-config/compile.ts';
-import { reportWebhookMatch } from '../webhook-config/report.ts';
 
 /**
  * How long the self-managed mode may take to read or create its Secret before the process gives up. The
@@ -133,6 +129,11 @@ export async function serve(argv: readonly string[]): Promise<number> {
     const recording = await composeRecording(config, clock);
     pipeline = recording.pipeline;
     if (recording.policy !== undefined) {
+      // Loaded only with a policy, as self-managed TLS below: a server without either keeps these modules
+      // out of its heap (see src/main.ts on what loading unused modules cost per request).
+      const { reportWebhookMatch } = await import('../webhook-config/report.ts');
+      const { compileMatch } = await import('../webhook-config/compile.ts');
+      const { policyMatchDesire } = await import('../self-managed/policy-desire.ts');
       reportWebhookMatch(recording.policy, { registry: metrics.registry, log: log.child('policy') });
       const compiled = compileMatch(recording.policy);
       if (compiled.kind === 'match') webhookDesires.push(policyMatchDesire(compiled.match));
@@ -211,6 +212,8 @@ export async function serve(argv: readonly string[]): Promise<number> {
       );
     });
     try {
+      const { startSelfManagedTls } = await import('../self-managed/start.ts');
+      const { selfManagedSettings } = await import('../self-managed/settings.ts');
       selfManaged = startSelfManagedTls(selfManagedSettings(config), {
         log,
         registry: metrics.registry,

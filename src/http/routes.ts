@@ -81,13 +81,19 @@ export type BunRoutes = Record<
   Record<string, (req: Request & { params: Record<string, string> }) => Promise<Response> | Response>
 >;
 
+/** The parameters of a path that has none. */
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
+
 /** Builds Bun.serve's `routes` from the table. Other methods on a listed path fall through to `fetch`. */
 export function bunRoutes(table: readonly Route[]): BunRoutes {
   const out: BunRoutes = {};
   for (const route of table) {
     const byMethod = out[route.path] ?? {};
     const handler = route.handler;
-    byMethod[route.method] = (req) => handler(req, req.params);
+    // Reading `req.params` makes Bun build the object; a path without parameters never needs it.
+    byMethod[route.method] = route.path.includes(':')
+      ? (req) => handler(req, req.params)
+      : (req) => handler(req, NO_PARAMS);
     out[route.path] = byMethod;
   }
   return out;

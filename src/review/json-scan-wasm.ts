@@ -120,8 +120,10 @@ export function scanJsonFast(input: Uint8Array): ScanResult {
     ok: true,
     compact,
     isObject: results[R_IS_OBJECT] === 1,
-    // A view, not a copy: valid until the next scan, and parseReview reads it at once.
-    members: results.subarray(R_COUNT, R_COUNT + count * MEMBER_INTS),
+    // The scanner's memory itself: valid until the next scan, and parseReview reads it at once.
+    members: results,
+    membersFrom: R_COUNT,
+    memberCount: count,
   };
 }
 

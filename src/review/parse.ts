@@ -68,8 +68,8 @@ export function parseReview(body: Uint8Array): Parsed | Invalid {
   if (!scan.ok) return invalid(scan.reason, scan.message);
   const { compact } = scan;
   if (!scan.isObject) return invalid('not_object', 'request body must be a JSON object (an AdmissionReview)');
-  const index = indexFields(compact, scan.members);
-  if (!(index instanceof Int32Array)) return invalid('duplicate_key', `duplicate key "${index.field}"`);
+  const index = indexFields(compact, scan.members, scan.membersFrom, scan.memberCount);
+  if (!Array.isArray(index)) return invalid('duplicate_key', `duplicate key "${index.field}"`);
   if (
     !stringIs(
       compact,

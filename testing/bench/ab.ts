@@ -6,7 +6,8 @@
  *
  * A variant is `name`, `name@REF` (that commit, built once into .cache/ab/) or `name@REF:FLAGS` (flags
  * separated by spaces); no ref means the working tree's dist/kube-audit-rest. `{tokens}` and
- * `{client-ca}` in FLAGS, and `--connection-close`, are described in paired.ts:
+ * `{client-ca}` in FLAGS, `--connection-close` and `--pinned` (one variant at a time, server and wrk
+ * on a core each) are described in paired.ts:
  *
  *   bun run testing/bench/ab.ts --variant=before@main --variant=now \\
  *     --variant='token@:--path-token-file={tokens}' --variant='mtls@:--client-ca-file={client-ca}'
@@ -46,6 +47,8 @@ async function main(): Promise<void> {
       cert,
       ca,
       connectionClose: argv.includes('--connection-close'),
+      pinned: argv.includes('--pinned'),
+      warmupSeconds: Number(process.env.BENCH_WARMUP_SECONDS ?? 1),
     });
     process.stdout.write(
       `${pairedTable(results)}\n\nWorkload ${workload.name}, ${rounds} rounds of ${seconds} s, ${connections} ${argv.includes('--connection-close') ? 'clients opening a new connection per request' : 'kept-alive connections'} per variant, all variants loaded at once.\n`,

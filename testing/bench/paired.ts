@@ -161,12 +161,30 @@ export type PairedOptions = {
   ca: TestCa;
   /** A new connection per request (each pays a handshake). Default false: kept-alive connections. */
   connectionClose?: boolean;
+  /**
+   * One variant at a time instead of all at once, the server pinned to CPU 0 and its wrk to CPU 1, the
+   * order turning each round: no variant competes with another for a core, at the price of drift between
+   * runs. Default false.
+   */
+  pinned?: boolean;
+  /** Seconds of load before each measured run, so the JIT has compiled the hot path. Default 1. */
+  warmupSeconds?: number;
 };
+
+/** Pins every thread of `pid` to `cpus` (taskset). */
+function pin(pid: number, cpus: string): void {
+  const out = Bun.spawnSync(['taskset', '-a', '-p', '-c', cpus, String(pid)], {
+    stdout: 'ignore',
+    stderr: 'pipe',
+  });
+  if (out.exitCode !== 0) throw new Error(`taskset ${cpus} ${pid}: ${out.stderr.toString().trim()}`);
+}
 
 /** Runs every variant at once under its own wrk, `rounds` times; see the module comment. */
 export async function pairedRuns(options: PairedOptions): Promise<PairedResult[]> {
   const { variants, workload, rounds, seconds, connections, cert, ca } = options;
   const connectionClose = options.connectionClose ?? false;
+  const warmupSeconds = options.warmupSeconds ?? 1;
   const dir = mkdtempSync(join(tmpdir(), 'kar-ab-run-'));
   const token = randomBytes(32).toString('hex');
   const placeholders: Placeholders = { tokens: join(dir, 'tokens'), 'client-ca': ca.certFile, token };
@@ -192,50 +210,62 @@ export async function pairedRuns(options: PairedOptions): Promise<PairedResult[]
   const checks: string[] = variants.map(() => '');
   let run = 0;
   try {
+    // Each round: all variants at once, or (pinned) one group per variant in a turning order.
+    const groups = (r: number): number[][] =>
+      options.pinned ? variants.map((_, i) => [(i + r) % variants.length]) : [variants.map((_, i) => i)];
     for (let r = 0; r < rounds; r++) {
-      const servers = await Promise.all(
-        variants.map((v) => start(v, dir, cert.certFile, cert.keyFile, placeholders)),
-      );
-      try {
-        // Warm-up, then the measured run, all variants at once.
-        const load = async (seconds: number) => {
-          const runs = servers.map(() => ++run);
-          const cpu0 = servers.map((s) => cpuSeconds(s.proc.pid));
-          const results = await Promise.all(
-            servers.map((s, i) =>
-              runClosedLoop({
-                port: s.port,
-                workload,
-                seconds,
-                connections,
-                threads: 1,
-                run: runs[i] as number,
-                dir,
-                path: s.path,
-                connectionClose,
-                ...(wrkEnv === undefined ? {} : { env: wrkEnv }),
-                drainTimeoutSeconds: 30,
-              }),
-            ),
-          );
-          return { runs, results, cpu: servers.map((s, i) => cpuSeconds(s.proc.pid) - (cpu0[i] as number)) };
-        };
-        const warm = await load(1);
-        const measured = await load(seconds);
-        servers.forEach((s, i) => {
-          const acked = measured.results[i]?.acknowledged ?? 0;
-          cpu[i]?.push(((measured.cpu[i] as number) / acked) * 1e6);
-          rps[i]?.push(acked / seconds);
-          const check = checkLog(s.logFile, new Set([warm.runs[i] as number, measured.runs[i] as number]));
-          const ackedAll = acked + (warm.results[i]?.acknowledged ?? 0);
-          checks[i] +=
-            `${r > 0 ? ', ' : ''}${check.benchLines}/${ackedAll} lines${check.badLines > 0 ? ` (${check.badLines} bad)` : ''}`;
-        });
-      } finally {
-        for (const s of servers) {
-          s.proc.kill('SIGTERM');
-          await s.proc.exited;
-          if (existsSync(s.logFile)) rmSync(s.logFile);
+      for (const group of groups(r)) {
+        const servers = await Promise.all(
+          group.map((i) => start(variants[i] as Variant, dir, cert.certFile, cert.keyFile, placeholders)),
+        );
+        if (options.pinned) for (const s of servers) pin(s.proc.pid, '0');
+        try {
+          // Warm-up, then the measured run, the group's variants at once.
+          const load = async (seconds: number) => {
+            const runs = servers.map(() => ++run);
+            const cpu0 = servers.map((s) => cpuSeconds(s.proc.pid));
+            const results = await Promise.all(
+              servers.map((s, k) =>
+                runClosedLoop({
+                  port: s.port,
+                  workload,
+                  seconds,
+                  connections,
+                  threads: 1,
+                  run: runs[k] as number,
+                  dir,
+                  path: s.path,
+                  connectionClose,
+                  ...(options.pinned ? { cpus: '1' } : {}),
+                  ...(wrkEnv === undefined ? {} : { env: wrkEnv }),
+                  drainTimeoutSeconds: 30,
+                }),
+              ),
+            );
+            return {
+              runs,
+              results,
+              cpu: servers.map((s, k) => cpuSeconds(s.proc.pid) - (cpu0[k] as number)),
+            };
+          };
+          const warm = await load(warmupSeconds);
+          const measured = await load(seconds);
+          servers.forEach((s, k) => {
+            const i = group[k] as number;
+            const acked = measured.results[k]?.acknowledged ?? 0;
+            cpu[i]?.push(((measured.cpu[k] as number) / acked) * 1e6);
+            rps[i]?.push(acked / seconds);
+            const check = checkLog(s.logFile, new Set([warm.runs[k] as number, measured.runs[k] as number]));
+            const ackedAll = acked + (warm.results[k]?.acknowledged ?? 0);
+            checks[i] +=
+              `${r > 0 ? ', ' : ''}${check.benchLines}/${ackedAll} lines${check.badLines > 0 ? ` (${check.badLines} bad)` : ''}`;
+          });
+        } finally {
+          for (const s of servers) {
+            s.proc.kill('SIGTERM');
+            await s.proc.exited;
+            if (existsSync(s.logFile)) rmSync(s.logFile);
+          }
         }
       }
     }
