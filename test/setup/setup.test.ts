@@ -62,7 +62,7 @@ describe('testing/setup/setup.sh', () => {
     const needs = needsFile('pip.txt', 'pip kar-no-such-tool kar-no-such-tool==1.0\n');
     const result = setup(['--check', '--needs', needs]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('python3 -m pip install kar-no-such-tool==1.0');
+    expect(result.stderr).toContain('pip install kar-no-such-tool==1.0');
   });
 
   it('exits 2 naming the file and line when a line is not one of the four kinds', () => {

@@ -88,12 +88,17 @@ for c in "${pip_commands[@]}"; do
   fi
 done
 
-# The pip requirements whose command is neither on PATH nor in pip's script folder.
+# A virtual environment of the project's own for PyPI tools where the system's Python will not take them
+# (Debian's is "externally managed") or has no pip: made on first need, reused after.
+venv="$repo/.cache/python"
+
+# The pip requirements whose command is neither on PATH, nor in pip's script folder, nor in the venv.
 missing_pips() {
   local i
   for i in "${!pip_commands[@]}"; do
     command -v "${pip_commands[$i]}" >/dev/null && continue
     [[ -n "$pip_scripts" && -x "$pip_scripts/${pip_commands[$i]}" ]] && continue
+    [[ -x "$venv/bin/${pip_commands[$i]}" ]] && continue
     echo "${pip_requirements[$i]}"
   done
 }
@@ -111,12 +116,20 @@ if [[ ${#debs[@]} -gt 0 ]]; then
     mapfile -t debs < <(missing_debs)
   fi
 fi
-if [[ ${#pips[@]} -gt 0 ]]; then
-  if [[ $check_only -eq 0 ]] && command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; then
-    say "installing from PyPI: ${pips[*]}"
+has_venv() { command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null; }
+if [[ ${#pips[@]} -gt 0 && $check_only -eq 0 ]]; then
+  # A machine with no Python at all (only Node.js, npm and Go): Debian's python3-venv brings Python too.
+  if ! has_venv && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+    say "installing Debian packages: python3-venv (for ${pips[*]})"
     tried_install=1
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pips[@]}"
-    hash -r
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  fi
+  if has_venv; then
+    say "installing from PyPI into ${venv#"$repo/"}: ${pips[*]}"
+    tried_install=1
+    [[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${pips[@]}"
     mapfile -t pips < <(missing_pips)
   fi
 fi
@@ -125,7 +138,7 @@ if [[ ${#debs[@]} -gt 0 || ${#pips[@]} -gt 0 ]]; then
   if [[ $tried_install -eq 1 ]]; then say "installing did not bring every command the tests need"; fi
   say "missing what the tests need (listed in ${needs#"$repo/"}):"
   [[ ${#debs[@]} -eq 0 ]] || say "  Debian packages: ${debs[*]}    install: sudo apt-get install ${debs[*]}"
-  [[ ${#pips[@]} -eq 0 ]] || say "  PyPI: ${pips[*]}    install: python3 -m pip install ${pips[*]}"
+  [[ ${#pips[@]} -eq 0 ]] || say "  PyPI: ${pips[*]}    install: python3 -m venv .cache/python && .cache/python/bin/pip install ${pips[*]} (Debian: apt-get install python3-venv first)"
   exit 1
 fi
 
@@ -145,5 +158,6 @@ say "ready: ${#deb_commands[@]} Debian, ${#pip_commands[@]} PyPI, ${#builds[@]} 
 [[ $# -gt 0 ]] || exit 0
 extra="$(IFS=:; echo "${path_dirs[*]}")"
 [[ -z "$pip_scripts" ]] || extra="${extra:+$extra:}$pip_scripts"
+[[ ! -d "$venv/bin" ]] || extra="${extra:+$extra:}$venv/bin"
 [[ -z "$extra" ]] || export PATH="$extra:$PATH"
 exec "$@"
