@@ -12,6 +12,7 @@ import {
   type AuditWebhookReceiver,
   startAuditWebhookReceiver,
 } from '../../testing/harness/audit-webhook-receiver.ts';
+import { falcoWebhookSource } from '../../testing/harness/event-oracles.ts';
 import { makeCa, makeServerCert, openssl, type TestCa } from '../helpers/certs.ts';
 import { makeTempDir, removeDir } from '../sink/helpers.ts';
 import { appendEvents, bytes, eventLine, ids, until } from './helpers.ts';
@@ -221,6 +222,69 @@ describe('audit webhook forwarding over TLS', () => {
     expect(got.length).toBe(total); // a refused connection delivers nothing, so nothing comes twice
     expect(forwarder.metrics.value('retried')).toBeGreaterThan(0);
     console.log(`audit webhook outage: retried ${forwarder.metrics.value('retried')} event sends, 0 lost`);
+  }, 180_000);
+
+  it("delivers every event to Falco's own k8saudit webhook source, which starts only after lines piled up under load", async () => {
+    const total = 3000;
+    const fileSink = createFileSink({ path: log, maxSizeBytes: 128 * 1024, maxBackups: 0 });
+    // The source's URL is fixed before it runs, so the forwarder retries against a closed port first.
+    const source = await falcoWebhookSource({
+      certFile: serverCert.certFile,
+      keyFile: serverCert.keyFile,
+      pemDir: dir,
+    });
+    const sink = createAuditWebhookSink({
+      configFile: kubeconfig(source.url),
+      maxBatchWaitMs: 20,
+      throttleEnable: false,
+      initialBackoffMs: 50,
+      maxBackoffMs: 300,
+    });
+    const forwarder = createForwarder({
+      path: log,
+      checkpointPath: join(dir, 'checkpoint.json'),
+      sink,
+      registry: new Registry(),
+      pollIntervalMs: 10,
+    });
+    forwarder.start();
+    let written = 0;
+    const writer = (async () => {
+      while (written < total) {
+        const step = ids('falco', written, Math.min(total, written + 50));
+        await Promise.all(step.map((id) => fileSink.write(bytes(eventLine(id, 300)))));
+        written += step.length;
+        await Bun.sleep(10);
+      }
+    })();
+    const auditIds = () => new Set(source.events().map((e) => e.fields['ka.auditid']));
+    try {
+      await until(
+        () => written >= total / 3 && forwarder.metrics.value('retried') > 0,
+        'lines written and sends failing while the source is not running',
+        60_000,
+      );
+      await source.start();
+      await writer;
+      await until(() => auditIds().size >= total, 'every event through the Falco source', 60_000);
+    } finally {
+      await writer;
+      await forwarder.stop();
+      await fileSink.close();
+      await source.stop();
+    }
+    expect([...auditIds()].sort()).toEqual(ids('falco', 0, total).sort());
+    for (const e of source.events()) {
+      const id = e.fields['ka.auditid'] as string;
+      expect(e.errors).toEqual({});
+      expect(e.fields['ka.verb']).toBe('create');
+      expect(e.fields['ka.target.resource']).toBe('configmaps');
+      expect(e.fields['ka.target.name']).toBe(`cm-${id}`);
+    }
+    console.log(
+      `Falco k8saudit webhook source: ${source.events().length} events for ${total} lines, ` +
+        `${forwarder.metrics.value('retried')} event sends retried while it was not running`,
+    );
   }, 180_000);
 
   it('skips only the event the receiver refuses for good, counting it failed', async () => {

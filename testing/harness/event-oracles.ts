@@ -141,3 +141,87 @@ export async function falcoFields(
     };
   });
 }
+
+/** One event Falco's k8saudit webhook source delivered: its arrival number (from 1) and what was extracted. */
+export type FalcoReceived = {
+  readonly received: number;
+  readonly fields: Readonly<Record<string, FalcoFieldValue>>;
+  readonly errors: Readonly<Record<string, string>>;
+};
+
+/** Falco's k8saudit webhook source; see {@link falcoWebhookSource}. */
+export type FalcoWebhookSource = {
+  /** Where the source listens once started (https, loopback, path `/k8s-audit`). */
+  readonly url: string;
+  /** Starts the source's process; it binds `url` itself, a moment later. */
+  start(): Promise<void>;
+  /** Every event delivered so far, in arrival order. */
+  events(): readonly FalcoReceived[];
+  /** Stops the source (SIGTERM) and waits for its process to end; throws when it failed. */
+  stop(): Promise<void>;
+};
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (the source binds it itself, as Falco would). */
+function freeLoopbackPort(): number {
+  const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
+  const { port } = probe;
+  probe.stop(true);
+  return port;
+}
+
+/**
+ * Prepares Falco's k8saudit plugin as a webhook source (falco-fields `--webhook`): the plugin's own HTTPS
+ * server and payload parser, given `certFile` and `keyFile` as the one PEM file (written into `pemDir`) that
+ * its `sslCertificate` option takes, printing every event's fields as it arrives. Its URL is known before
+ * it starts, so a sender can be pointed at it while it is down. Nothing waits for it to listen: a sender
+ * retries until it does, as an audit webhook backend must.
+ */
+export async function falcoWebhookSource(
+  options: EventOraclesOptions & {
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly pemDir: string;
+  },
+): Promise<FalcoWebhookSource> {
+  const binDir = await ensureEventOracles(options);
+  const pem = join(options.pemDir, 'falco.pem');
+  await Bun.write(pem, `${await Bun.file(options.keyFile).text()}${await Bun.file(options.certFile).text()}`);
+  const url = `https://127.0.0.1:${freeLoopbackPort()}/k8s-audit`;
+  const received: FalcoReceived[] = [];
+  let proc: Bun.Subprocess<'ignore', 'pipe', 'pipe'> | undefined;
+  let reading: Promise<void> = Promise.resolve();
+
+  async function read(stdout: ReadableStream<Uint8Array>): Promise<void> {
+    const decoder = new TextDecoder();
+    let rest = '';
+    for await (const chunk of stdout) {
+      rest += decoder.decode(chunk, { stream: true });
+      for (let nl = rest.indexOf('\n'); nl >= 0; nl = rest.indexOf('\n')) {
+        const r = JSON.parse(rest.slice(0, nl)) as Partial<FalcoReceived>;
+        if (typeof r.received !== 'number') throw new Error(`falco-fields printed ${rest.slice(0, nl)}`);
+        received.push({ received: r.received, fields: r.fields ?? {}, errors: r.errors ?? {} });
+        rest = rest.slice(nl + 1);
+      }
+    }
+  }
+
+  return {
+    url,
+    async start() {
+      if (proc) throw new Error('the Falco webhook source is already started');
+      proc = Bun.spawn([join(binDir, 'falco-fields'), `--webhook=${url}`, `--ssl-certificate=${pem}`], {
+        stdin: 'ignore',
+        stdout: 'pipe',
+        stderr: 'pipe',
+      });
+      reading = read(proc.stdout);
+    },
+    events: () => received,
+    async stop() {
+      if (!proc) return;
+      proc.kill('SIGTERM');
+      const [status, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text(), reading]);
+      if (status !== 0) throw new Error(`falco-fields --webhook exited ${status}: ${stderr}`);
+    },
+  };
+}

@@ -15,12 +15,17 @@
 // all containers), plus ka.uri.param[command] and ka.uri.param[container]; each command-line argument of
 // the form name[arg] (an index for index fields, a key for key fields) adds one more.
 //
+// With --webhook=URL (and --ssl-certificate=FILE for https) it reads nothing from stdin: the plugin's own
+// webhook source listens at URL and each event it delivers is printed as {"received":N,"fields":...} (see
+// webhook.go).
+//
 // Exit status: 0 when all input was read, whatever was extracted; 1 when reading or writing failed; 2 on a
 // bad argument.
 package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -53,17 +58,30 @@ type eventResult struct {
 }
 
 func main() {
+	webhookURL, sslCertificate, fieldArgs := splitArgs(os.Args[1:])
+	config := "{}"
+	if sslCertificate != "" {
+		encoded, _ := json.Marshal(map[string]string{"sslCertificate": sslCertificate})
+		config = string(encoded)
+	}
 	plugin := &k8saudit.Plugin{}
 	// Init is what Falco calls first; with "{}" it keeps PluginConfig.Reset()'s defaults, among them
 	// maxEventSize (256 KiB). A zero-valued Plugin would refuse every event as too large.
-	if err := plugin.Init("{}"); err != nil {
+	if err := plugin.Init(config); err != nil {
 		fmt.Fprintf(os.Stderr, "falco-fields: plugin init: %v\n", err)
 		os.Exit(1)
 	}
-	requests, err := buildRequests(plugin.Fields(), append(append([]string{}, defaultArgFields...), os.Args[1:]...))
+	requests, err := buildRequests(plugin.Fields(), append(append([]string{}, defaultArgFields...), fieldArgs...))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "falco-fields: %v\n", err)
 		os.Exit(2)
+	}
+	if webhookURL != "" {
+		if err := serveWebhook(plugin, requests, webhookURL); err != nil {
+			fmt.Fprintf(os.Stderr, "falco-fields: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 
 	w := lines.NewStdoutWriter()
