@@ -1,4 +1,5 @@
 /** @module testing/control-plane — a real etcd + kube-apiserver on loopback, for end-to-end tests. */
+import { generateKeyPairSync } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -80,13 +81,6 @@ async function freePorts(count: number): Promise<number[]> {
   const ports = listeners.map((l) => l.port);
   for (const l of listeners) l.stop(true);
   return ports;
-}
-
-/** Runs a command to completion; throws with its stderr when it fails. */
-async function run(cmd: string[], cwd: string): Promise<void> {
-  const proc = Bun.spawn(cmd, { cwd, stdout: 'ignore', stderr: 'pipe' });
-  const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-  if (code !== 0) throw new Error(`${cmd.join(' ')} exited ${code}: ${stderr.trim()}`);
 }
 
 /** Spawns a long-running process with stdout and stderr appended to `logPath`. */
@@ -199,7 +193,7 @@ function installExitHook(): void {
 /**
  * Starts etcd (free loopback ports, temp data dir, no fsync) and then kube-apiserver on `127.0.0.1:<free port>`
  * with envtest-like flags, token auth (`admin`, `system:masters`), RBAC and service-account keys made with
- * openssl; resolves once `/readyz` answers 200. On failure both processes are killed, etcd's data removed,
+ * node:crypto; resolves once `/readyz` answers 200. On failure both processes are killed, etcd's data removed,
  * and the error names the log files (kept) with their last lines.
  */
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
@@ -240,11 +234,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   };
 
   try {
-    // Service-account signing key pair (ECDSA P-256: instant to generate).
+    // Service-account signing key pair (ECDSA P-256: instant to generate), made in process: no openssl needed.
     const saKey = join(dir, 'sa.key');
     const saPub = join(dir, 'sa.pub');
-    await run(['openssl', 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', saKey], dir);
-    await run(['openssl', 'ec', '-in', saKey, '-pubout', '-out', saPub], dir);
+    const sa = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await writeFile(saKey, sa.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    await writeFile(saPub, sa.publicKey.export({ type: 'spki', format: 'pem' }));
     const tokenFile = join(dir, 'tokens.csv');
     await writeFile(tokenFile, `${token},admin,admin,"system:masters"\n`, { mode: 0o600 });
 

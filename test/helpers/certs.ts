@@ -9,11 +9,17 @@
  * ```
  *
  * Keys are EC P-256 unless asked otherwise (fast to make). Each call spawns openssl; nothing is cached.
+ * {@link makeCaAndServerCertInProcess} makes the same pair without openssl, for the demo.
  */
 
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  createCaCertificate,
+  createServingCertificate,
+  generateKeyPair,
+} from '../../src/self-managed/x509.ts';
 
 /** A certificate authority made by {@link makeCa}. */
 export type TestCa = {
@@ -184,3 +190,61 @@ export async function makeServerCert(
     fingerprint256,
   };
 }
+
+/**
+ * Makes a CA and a server certificate it signs, for `ipAddresses` and `dnsNames`, without the openssl command:
+ * with kube-audit-rest's own X.509 writer (src/self-managed/x509.ts, what `--tls-mode=self-managed` serves in
+ * production) and node:crypto's P-256 keys. What the README's demo and the real-apiserver suite use, so they
+ * run on a machine that has no openssl. Files as {@link makeCa} and {@link makeServerCert} name them.
+ */
+export async function makeCaAndServerCertInProcess(
+  dir: string,
+  options: { readonly dnsNames?: readonly string[]; readonly ipAddresses?: readonly string[] } = {},
+): Promise<{ ca: TestCa; server: TestServerCert }> {
+  const now = Date.now();
+  const notBefore = new Date(now - CLOCK_SKEW_MS);
+  const caKeys = generateKeyPair();
+  const caPem = createCaCertificate({
+    commonName: 'kube-audit-rest test CA',
+    keys: caKeys,
+    notBefore,
+    notAfter: new Date(now + 2 * DAY_MS),
+  });
+  const serverKeys = generateKeyPair();
+  const serverPem = createServingCertificate({
+    commonName: 'localhost',
+    publicKey: serverKeys.publicKey,
+    notBefore,
+    notAfter: new Date(now + DAY_MS),
+    dnsNames: options.dnsNames ?? ['localhost'],
+    ipAddresses: options.ipAddresses ?? ['127.0.0.1'],
+    issuer: { certificatePem: caPem, privateKey: caKeys.privateKey },
+  });
+  const files = {
+    caCert: join(dir, 'ca.crt'),
+    caKey: join(dir, 'ca.key'),
+    cert: join(dir, 'server.crt'),
+    key: join(dir, 'server.key'),
+  };
+  await Promise.all([
+    writeFile(files.caCert, caPem),
+    writeFile(files.caKey, caKeys.privateKeyPem, { mode: 0o600 }),
+    writeFile(files.cert, serverPem),
+    writeFile(files.key, serverKeys.privateKeyPem, { mode: 0o600 }),
+  ]);
+  return {
+    ca: { certFile: files.caCert, keyFile: files.caKey, cert: caPem },
+    server: {
+      certFile: files.cert,
+      keyFile: files.key,
+      cert: serverPem,
+      key: serverKeys.privateKeyPem,
+      fingerprint256: new X509Certificate(serverPem).fingerprint256,
+    },
+  };
+}
+
+/** A day in ms. */
+const DAY_MS = 86_400_000;
+/** Certificates start a minute in the past, so a clock slightly behind still takes them as valid. */
+const CLOCK_SKEW_MS = 60_000;

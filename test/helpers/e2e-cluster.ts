@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ControlPlane, startControlPlane } from '../../testing/control-plane.ts';
-import { makeCa, makeServerCert, type TestCa, type TestServerCert } from './certs.ts';
+import { makeCaAndServerCertInProcess, type TestCa, type TestServerCert } from './certs.ts';
 import type { AdmissionRequest } from './e2e-audit-log.ts';
 import { type RenderOptions, renderWebhookConfiguration, type WebhookConfiguration } from './e2e-webhook.ts';
 import { type ServerProcess, startServer, waitUntil } from './server-process.ts';
@@ -201,8 +201,11 @@ export async function startE2eCluster(options: E2eClusterOptions): Promise<E2eCl
     return stopped;
   };
   try {
-    const ca = await makeCa(dir);
-    const cert = await makeServerCert(dir, ca, { dnsNames: [], ipAddresses: ['127.0.0.1'] });
+    // Made in process (no openssl): the README's demo runs this on a machine with only Node.js, npm and Go.
+    const { ca, server: cert } = await makeCaAndServerCertInProcess(dir, {
+      dnsNames: [],
+      ipAddresses: ['127.0.0.1'],
+    });
     const [cpResult, backendResult] = await Promise.allSettled([
       startControlPlane(options.apiServerArgs === undefined ? {} : { apiServerArgs: options.apiServerArgs }),
       options.backend(cert, dir),

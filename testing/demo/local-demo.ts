@@ -8,7 +8,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeCa, makeServerCert } from '../../test/helpers/certs.ts';
+import { makeCaAndServerCertInProcess } from '../../test/helpers/certs.ts';
 
 const root = join(import.meta.dir, '..', '..');
 const dataDir = join(root, 'testing', 'locally', 'data');
@@ -37,8 +37,7 @@ type Line = {
 
 const work = mkdtempSync(join(tmpdir(), 'kube-audit-rest-demo-'));
 const logFile = join(work, 'audit.log');
-const ca = await makeCa(work);
-const cert = await makeServerCert(work, ca);
+const { ca, server: cert } = await makeCaAndServerCertInProcess(work);
 const port = freePort();
 let metricsPort = freePort();
 while (metricsPort === port) metricsPort = freePort();
