@@ -33,6 +33,11 @@ export type WatchObjectOptions<T> = {
   log: Logger;
   /** Seconds the server keeps one watch open before ending it (it is then resumed). Default {@link WATCH_TIMEOUT_S}, plus up to a quarter. */
   watchTimeoutSeconds?: number;
+  /**
+   * Start from this resourceVersion, as a resumed watch does (only changes after it are reported). Default:
+   * none, so the object as it is comes first. A version the server no longer has starts afresh.
+   */
+  resourceVersion?: string;
 };
 
 /** A running watch. */
@@ -64,7 +69,7 @@ export function watchObject<T extends { metadata?: { resourceVersion?: string } 
   const { signal } = abort;
 
   async function loop(): Promise<void> {
-    let resourceVersion: string | undefined;
+    let resourceVersion: string | undefined = options.resourceVersion;
     let backoff = MIN_BACKOFF_MS;
     while (!signal.aborted) {
       const started = Date.now();
