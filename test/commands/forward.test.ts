@@ -2,7 +2,7 @@
  * @module Tests of `kube-audit-rest forward`: its flags and help in process, then the compiled executable
  * beside the real webhook server under load, shipping to a real Kafka broker and to a real audit webhook
  * receiver over TLS; every event checked by the upstream Event type; SIGTERM and restart from the
- * checkpoint; the drain on SIGTERM; every compression codec from the compiled executable.
+ * checkpoint; the drain on SIGTERM; every compression codec and SASL SCRAM over TLS from the compiled executable.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
@@ -38,6 +38,9 @@ const CLIENTS = 4;
 /** The cluster the webhook stamps on its lines. */
 const CLUSTER = 'member-a';
 const TOKEN = 'forward-test-token';
+/** The broker's SCRAM user (SCRAM-SHA-256 and SCRAM-SHA-512) on its SASL_SSL listener. */
+const SCRAM_USER = 'forwarder';
+const SCRAM_PASSWORD = 'forward-test-scram-password';
 
 /** The captured reviews; the exec one becomes two Events (ResponseStarted, ResponseComplete). */
 const SAMPLES = readdirSync(LOCAL_DATA)
@@ -289,7 +292,12 @@ describe('kube-audit-rest forward, the executable', () => {
     dir = makeTempDir('forward-cmd');
     ca = await makeCa(dir);
     cert = await makeServerCert(dir, ca);
-    broker = await startKafka();
+    const pemFile = join(dir, 'broker.pem');
+    writeFileSync(pemFile, `${readFileSync(cert.keyFile, 'utf8')}${readFileSync(cert.certFile, 'utf8')}`);
+    writeFileSync(join(dir, 'scram-password'), `${SCRAM_PASSWORD}\n`);
+    broker = await startKafka({
+      saslSsl: { pemFile, users: {}, scramUsers: { [SCRAM_USER]: SCRAM_PASSWORD } },
+    });
   }, BROKER_START_MS);
   afterAll(async () => {
     for (const p of running) if (p.proc.exitCode === null) p.proc.kill('SIGKILL');
@@ -527,6 +535,28 @@ describe('kube-audit-rest forward, the executable', () => {
       expect(new Set(codecs)).toEqual(new Set([codec]));
     }
   }, 300_000);
+
+  it('produces over TLS with SASL SCRAM-SHA-512 from the flags, the password read from its file', async () => {
+    const b = broker as KafkaBroker;
+    await b.createTopic('audit-scram');
+    const logDir = join(dir, 'scram');
+    mkdirSync(logDir);
+    const logPath = join(logDir, 'audit.log');
+    appendEvents(logPath, ids('scram', 0, 200));
+    const f = await forwarder([
+      `--logger-filename=${logPath}`,
+      `--kafka-brokers=${b.saslSslBootstrap as string}`,
+      '--kafka-topic=audit-scram',
+      `--kafka-tls-ca-file=${ca.certFile}`,
+      '--kafka-sasl-mechanism=SCRAM-SHA-512',
+      `--kafka-sasl-username=${SCRAM_USER}`,
+      `--kafka-sasl-password-file=${join(dir, 'scram-password')}`,
+    ]);
+    await waitUntil(async () => (await f.metric(DELIVERED)) === 200, 60_000, '200 events over SCRAM');
+    expect(await f.terminate()).toBe(0);
+    const records = await consume(b.bootstrap, 'audit-scram', (r) => r.length >= 200);
+    expect(records.map((r) => r.auditID)).toEqual(ids('scram', 0, 200));
+  }, 120_000);
 
   describe('to an audit webhook receiver over TLS', () => {
     let receiver: AuditWebhookReceiver | undefined;

@@ -1,16 +1,16 @@
 /**
- * @module Tests of forwarding to a real Kafka 4.4.0 broker: round trip with acks=all, and the broker killed and restarted under load.
+ * @module Tests of forwarding to a real Kafka 4.4.0 broker: round trip with acks=all, TLS with SASL PLAIN and SCRAM, and the broker killed and restarted under load.
  *
  * The broker's jars come from Maven Central into .cache/kafka on first use (testing/kafka/fetch.sh).
  */
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'bun:test';
-import { existsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Consumer } from '@platformatic/kafka';
 import { Registry } from 'prom-client';
 import { createForwarder } from '../../src/forward/forwarder.ts';
-import { createKafkaSink, kafkaKeyOf } from '../../src/forward/kafka.ts';
+import { createKafkaSink, KAFKA_SASL_MECHANISMS, kafkaKeyOf } from '../../src/forward/kafka.ts';
 import { createFileSink } from '../../src/sink/file-sink.ts';
 import { type KafkaBroker, startKafka } from '../../testing/harness/kafka.ts';
 import { makeCa, makeServerCert, type TestCa } from '../helpers/certs.ts';
@@ -19,6 +19,16 @@ import { appendEvents, eventLine, ids, until } from './helpers.ts';
 
 const SASL_USER = 'kar';
 const SASL_PASSWORD = 'kar-test-password';
+/** A second user known to SCRAM only, so a SCRAM test cannot pass by logging in some other way. */
+const SCRAM_USER = 'kar-scram';
+const SCRAM_PASSWORD = 'kar-scram-test-password';
+
+/** The user and password file each offered SASL mechanism logs in with: a new mechanism needs a row, and gets tested. */
+const SASL_LOGINS: Record<(typeof KAFKA_SASL_MECHANISMS)[number], { user: string; passwordFile: string }> = {
+  PLAIN: { user: SASL_USER, passwordFile: 'password' },
+  'SCRAM-SHA-256': { user: SCRAM_USER, passwordFile: 'scram-password' },
+  'SCRAM-SHA-512': { user: SCRAM_USER, passwordFile: 'scram-password' },
+};
 
 /** Startup of a cold JVM plus, on the very first run, the jar download. */
 const BROKER_START_TIMEOUT_MS = 600_000;
@@ -80,9 +90,15 @@ describe('Kafka forwarding against a real broker', () => {
     const pemFile = join(certDir, 'broker.pem');
     writeFileSync(pemFile, `${server.key}${server.cert}`);
     writeFileSync(join(certDir, 'password'), `${SASL_PASSWORD}\n`);
-    writeFileSync(join(certDir, 'wrong-password'), 'not-it\n');
+    writeFileSync(join(certDir, 'scram-password'), `${SCRAM_PASSWORD}\n`);
     const started = performance.now();
-    broker = await startKafka({ saslSsl: { pemFile, users: { [SASL_USER]: SASL_PASSWORD } } });
+    broker = await startKafka({
+      saslSsl: {
+        pemFile,
+        users: { [SASL_USER]: SASL_PASSWORD },
+        scramUsers: { [SCRAM_USER]: SCRAM_PASSWORD },
+      },
+    });
     console.log(`kafka broker ready in ${Math.round(performance.now() - started)} ms`);
   }, BROKER_START_TIMEOUT_MS);
   afterAll(async () => {
@@ -130,9 +146,8 @@ describe('Kafka forwarding against a real broker', () => {
     expect(records[0]?.value).toBe(firstLine as string); // the line as it is, byte for byte
   }, 180_000);
 
-  // SCRAM is left out: this single-node combined broker refuses SCRAM logins whose credentials came from
-  // `format --add-scram`, for Kafka's own Java client too (only the controller's ScramPublisher starts).
-  for (const mechanism of ['PLAIN'] as const) {
+  for (const mechanism of KAFKA_SASL_MECHANISMS) {
+    const login = SASL_LOGINS[mechanism];
     it(`produces over TLS with SASL ${mechanism}, verifying the broker against the CA file`, async () => {
       const b = broker as KafkaBroker;
       const topic = `audit-sasl-${mechanism.toLowerCase()}`;
@@ -143,8 +158,8 @@ describe('Kafka forwarding against a real broker', () => {
         topic,
         tlsCaFile: ca.certFile,
         saslMechanism: mechanism,
-        saslUsername: SASL_USER,
-        saslPasswordFile: join(certDir, 'password'),
+        saslUsername: login.user,
+        saslPasswordFile: join(certDir, login.passwordFile),
       });
       const forwarder = createForwarder({
         path: log,
@@ -165,38 +180,51 @@ describe('Kafka forwarding against a real broker', () => {
     }, 120_000);
   }
 
-  it('delivers nothing and moves no checkpoint with a wrong SASL password, retrying', async () => {
-    const b = broker as KafkaBroker;
-    await b.createTopic('audit-sasl-wrong');
-    appendEvents(log, ids('w', 0, 5));
-    const checkpointPath = join(dir, 'checkpoint.json');
-    const sink = createKafkaSink({
-      brokers: [b.saslSslBootstrap as string],
-      topic: 'audit-sasl-wrong',
-      tlsCaFile: ca.certFile,
-      saslMechanism: 'PLAIN',
-      saslUsername: SASL_USER,
-      saslPasswordFile: join(certDir, 'wrong-password'),
-      retry: { initialBackoffMs: 50, maxBackoffMs: 100 },
-    });
-    const forwarder = createForwarder({
-      path: log,
-      checkpointPath,
-      sink,
-      registry: new Registry(),
-      pollIntervalMs: 20,
-    });
-    forwarder.start();
-    try {
-      await until(() => forwarder.metrics.value('retried') >= 10, 'two failed attempts', 60_000);
-    } finally {
-      await forwarder.stop();
-      await sink.close();
-    }
-    expect(forwarder.metrics.value('delivered')).toBe(0);
-    expect(forwarder.metrics.value('failed')).toBe(0);
-    expect(existsSync(checkpointPath)).toBe(false);
-  }, 120_000);
+  for (const mechanism of KAFKA_SASL_MECHANISMS) {
+    const login = SASL_LOGINS[mechanism];
+    it(`delivers nothing and moves no checkpoint with a wrong SASL ${mechanism} password, retrying until the file holds the right one`, async () => {
+      const b = broker as KafkaBroker;
+      const topic = `audit-sasl-wrong-${mechanism.toLowerCase()}`;
+      await b.createTopic(topic);
+      appendEvents(log, ids('w', 0, 5));
+      const checkpointPath = join(dir, 'checkpoint.json');
+      const passwordFile = join(dir, 'password');
+      writeFileSync(passwordFile, 'not-it\n');
+      const sink = createKafkaSink({
+        brokers: [b.saslSslBootstrap as string],
+        topic,
+        tlsCaFile: ca.certFile,
+        saslMechanism: mechanism,
+        saslUsername: login.user,
+        saslPasswordFile: passwordFile,
+        retry: { initialBackoffMs: 50, maxBackoffMs: 100 },
+      });
+      const forwarder = createForwarder({
+        path: log,
+        checkpointPath,
+        sink,
+        registry: new Registry(),
+        pollIntervalMs: 20,
+      });
+      forwarder.start();
+      try {
+        await until(() => forwarder.metrics.value('retried') >= 10, 'two failed attempts', 60_000);
+        expect(forwarder.metrics.value('delivered')).toBe(0);
+        expect(forwarder.metrics.value('failed')).toBe(0);
+        expect(existsSync(checkpointPath)).toBe(false);
+        // The file is read at each login: the right password (a rotated Secret) lets the same events through.
+        copyFileSync(join(certDir, login.passwordFile), passwordFile);
+        await until(() => forwarder.metrics.value('delivered') === 5, '5 events after the fix', 60_000);
+      } finally {
+        await forwarder.stop();
+        await sink.close();
+      }
+      expect(forwarder.metrics.value('failed')).toBe(0);
+      expect(existsSync(checkpointPath)).toBe(true);
+      const records = await consumeAll(b.bootstrap, topic, (r) => r.length >= 5);
+      expect(records.map((r) => r.auditID)).toEqual(ids('w', 0, 5));
+    }, 120_000);
+  }
 
   it('loses nothing when the broker is killed and restarted under load; duplicates only around the restart', async () => {
     const b = broker as KafkaBroker;

@@ -9,9 +9,10 @@
  * await kafka.stop();                         // always, in afterAll
  * ```
  *
- * The broker listens on 127.0.0.1 only, on two free ports, with its data in a temporary folder
- * removed by `stop()`. Its heap is held to 512 MiB. Readiness is a real metadata request that
- * lists the broker, polled until a deadline.
+ * The broker listens on 127.0.0.1 only, on two free ports (three with `saslSsl`: TLS with SASL
+ * PLAIN and SCRAM users), with its data in a temporary folder removed by `stop()`. Its heap is
+ * held to 512 MiB. Readiness is a real metadata request that lists the broker, polled until a
+ * deadline.
  */
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -63,12 +64,31 @@ export type StartKafkaOptions = {
   properties?: Record<string, string>;
   /**
    * Adds a SASL_SSL listener: TLS with the certificate and PKCS#8 key in `pemFile` (one PEM file
-   * holding both), and SASL PLAIN for each of `users` (name → password). SCRAM credentials are
-   * written too (`format --add-scram`), but this combined broker refuses SCRAM logins with them,
-   * Kafka's own Java client included, so the tests use PLAIN.
+   * holding both), SASL PLAIN for each of `users` (name → password), and SCRAM-SHA-256 and
+   * SCRAM-SHA-512 for each of `scramUsers` (name → password; default none). The SCRAM credentials
+   * go into the metadata log when the storage is formatted (`format --add-scram`, Kafka's own code
+   * salting the passwords), so they cost no start time and survive a restart.
    */
-  saslSsl?: { pemFile: string; users: Record<string, string> };
+  saslSsl?: { pemFile: string; users: Record<string, string>; scramUsers?: Record<string, string> };
 };
+
+/** What a SCRAM user's name and password may hold: `format --add-scram` has no quoting for `,` `[` `]` `=`. */
+const SCRAM_TEXT = /^[A-Za-z0-9._-]+$/;
+
+/** The `format` arguments that store SCRAM-SHA-256 and SCRAM-SHA-512 credentials for each user. */
+function addScramArgs(users: Record<string, string>): string[] {
+  return Object.entries(users).flatMap(([name, password]) => {
+    if (!SCRAM_TEXT.test(name) || !SCRAM_TEXT.test(password)) {
+      throw new RangeError(
+        `kafka harness: SCRAM user ${JSON.stringify(name)} or its password holds characters outside ${SCRAM_TEXT}`,
+      );
+    }
+    return ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((mechanism) => [
+      '--add-scram',
+      `${mechanism}=[name=${name},password=${password}]`,
+    ]);
+  });
+}
 
 /** Finds a free TCP port on 127.0.0.1 by binding port 0. */
 async function freePort(): Promise<number> {
@@ -174,6 +194,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
       '-c',
       propsFile,
       '--standalone',
+      ...addScramArgs(options.saslSsl?.scramUsers ?? {}),
     ],
     60_000,
   );
