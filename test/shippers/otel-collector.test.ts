@@ -56,13 +56,8 @@ type ExportedRecord = {
 };
 type ExportLine = { resourceLogs?: { scopeLogs?: { logRecords?: ExportedRecord[] }[] }[] };
 
-/** A running collector and the exporter's output, read as it grows. */
-type Collector = {
-  proc: Bun.Subprocess<'ignore', 'ignore', 'pipe'>;
-  stderr: () => string;
-  /** Every record exported so far (reads what was added to the output file since the last call). */
-  records: () => ExportedRecord[];
-};
+/** A running collector. */
+type Collector = { proc: Bun.Subprocess<'ignore', 'ignore', 'pipe'>; stderr: () => string };
 
 let ca: TestCa;
 let cert: TestServerCert;
@@ -121,7 +116,10 @@ function collectorConfig(logDir: string, storageDir: string, output: string): un
   return {
     extensions: { file_storage: { ...example.extensions.file_storage, directory: storageDir } },
     receivers: { filelog: { ...filelog, include: [join(logDir, 'audit*.log')] } },
-    exporters: { file: { path: output, format: 'json', flush_interval: EXPORT_FLUSH_INTERVAL } },
+    // append: a restarted collector adds to what the one before it exported.
+    exporters: {
+      file: { path: output, format: 'json', flush_interval: EXPORT_FLUSH_INTERVAL, append: true },
+    },
     service: {
       extensions: ['file_storage'],
       pipelines: { logs: { receivers: ['filelog'], exporters: ['file'] } },
@@ -131,7 +129,10 @@ function collectorConfig(logDir: string, storageDir: string, output: string): un
   };
 }
 
-/** Reads the exporter's output from `offset` on: complete lines only, each an OTLP JSON request. */
+/**
+ * Returns a function that resolves every record exported so far, reading only what was added to the
+ * exporter's output since its last call: complete lines, each an OTLP JSON request.
+ */
 function exportReader(output: string): () => ExportedRecord[] {
   const records: ExportedRecord[] = [];
   let offset = 0;
@@ -168,12 +169,14 @@ function exportReader(output: string): () => ExportedRecord[] {
   };
 }
 
-/** Starts the collector with {@link collectorConfig}, written as JSON (which YAML reads). */
-async function startCollector(logDir: string): Promise<Collector> {
+/**
+ * Starts the collector with {@link collectorConfig}, written as JSON (which YAML reads), exporting to
+ * `output`; a second start in the same `dir` finds the read positions the first one kept.
+ */
+async function startCollector(logDir: string, output: string): Promise<Collector> {
   const storageDir = join(dir, 'otelcol-storage');
   // file_storage refuses a folder that does not exist (unless told to create it).
-  mkdirSync(storageDir);
-  const output = join(dir, 'shipped.jsonl');
+  mkdirSync(storageDir, { recursive: true });
   const configFile = join(dir, 'collector.json');
   await Bun.write(configFile, JSON.stringify(collectorConfig(logDir, storageDir, output)));
   const proc = Bun.spawn([join(binDir, 'otelcol'), `--config=${configFile}`], {
@@ -185,7 +188,7 @@ async function startCollector(logDir: string): Promise<Collector> {
   void (async () => {
     for await (const chunk of proc.stderr) text += new TextDecoder().decode(chunk);
   })();
-  return { proc, stderr: () => text, records: exportReader(output) };
+  return { proc, stderr: () => text };
 }
 
 /** The value of a string attribute of a record. */
@@ -193,16 +196,48 @@ function attribute(record: ExportedRecord, key: string): string | undefined {
   return record.attributes?.find((a) => a.key === key)?.value.stringValue;
 }
 
+/** The audit files in `logDir` and all their lines. */
+function logLines(logDir: string): { logFiles: string[]; written: Buffer[] } {
+  const logFiles = readdirSync(logDir).filter((f) => f.startsWith('audit'));
+  return { logFiles, written: logFiles.flatMap((f) => linesOf(join(logDir, f))) };
+}
+
+/** Fails the wait at once when the collector has exited. */
+function alive(shipper: Collector): void {
+  if (shipper.proc.exitCode !== null)
+    throw new Error(`the collector exited ${shipper.proc.exitCode}: ${shipper.stderr()}`);
+}
+
+/** Posts one review with `uid` and expects it acknowledged. */
+async function postOne(port: number, uid: string): Promise<void> {
+  const response = await fetch(`https://127.0.0.1:${port}/log-request`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: reviewBody(uid),
+    tls: { ca: ca.cert },
+  });
+  expect(response.status).toBe(200);
+}
+
+/** What {@link shipUnderLoad} does besides the load. */
+type ShipOptions = {
+  /** Stops the collector (SIGTERM) once this many records were exported, and starts it again. Default: never. */
+  restartAfter?: number;
+};
+
 /**
  * Runs kube-audit-rest with `serverArgs` and the collector, proves the collector follows the file with one
- * request, applies the load with the cores kept busy, waits until as many records were exported as lines
- * were written, stops the collector, and returns what was written and what was shipped.
+ * request, applies the load with the cores kept busy (restarting the collector part-way when asked), waits
+ * until as many records were exported as lines were written, then for one more line written after all the
+ * others (so that the receiver has polled every file again after the last line: a file read twice would
+ * show here), stops the collector, and returns what was written and what was shipped.
  */
 async function shipUnderLoad(
   serverArgs: string[],
   count: number,
   perSecond: number,
   sizeOf: (i: number) => number,
+  options: ShipOptions = {},
 ) {
   dir = mkdtempSync(join(tmpdir(), 'kar-otelcol-'));
   const logDir = join(dir, 'log');
@@ -215,48 +250,57 @@ async function shipUnderLoad(
     '--logger-max-backups=0',
     ...serverArgs,
   ]);
-  const shipper = await startCollector(logDir);
+  const output = join(dir, 'shipped.jsonl');
+  const records = exportReader(output);
+  let shipper = await startCollector(logDir, output);
   collector = shipper;
   const port = server.port;
-  const first = await fetch(`https://127.0.0.1:${port}/log-request`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: reviewBody('otelcol-first'),
-    tls: { ca: ca.cert },
-  });
-  expect(first.status).toBe(200);
+  await postOne(port, 'otelcol-first');
   await waitUntil(
     () => {
-      if (shipper.proc.exitCode !== null)
-        throw new Error(`the collector exited ${shipper.proc.exitCode}: ${shipper.stderr()}`);
-      return shipper.records().length >= 1;
+      alive(shipper);
+      return records().length >= 1;
     },
     START_DEADLINE_MS,
     'the collector to ship the first line',
   );
 
   busy = spinBusy(BUSY_PROCESSES, BUSY_LIMIT_SECONDS);
-  const acknowledged = await postReviews({
-    port,
-    ca: ca.cert,
-    count,
-    perSecond,
-    sizeOf,
-    uidPrefix: 'otelcol',
-  });
-  const logFiles = readdirSync(logDir).filter((f) => f.startsWith('audit'));
-  const written = logFiles.flatMap((f) => linesOf(join(logDir, f)));
+  const loaded = postReviews({ port, ca: ca.cert, count, perSecond, sizeOf, uidPrefix: 'otelcol' });
+  let restarts = 0;
+  if (options.restartAfter !== undefined) {
+    const restartAfter = options.restartAfter;
+    await waitUntil(() => records().length >= restartAfter, DELIVERY_DEADLINE_MS, `${restartAfter} records`);
+    shipper.proc.kill('SIGTERM');
+    expect(await shipper.proc.exited).toBe(0);
+    // The load goes on meanwhile: files rotate while no collector reads them.
+    shipper = await startCollector(logDir, output);
+    collector = shipper;
+    restarts++;
+  }
+  const acknowledged = await loaded;
+  const writtenCount = logLines(logDir).written.length;
   await waitUntil(
-    () => shipper.records().length >= written.length,
+    () => {
+      alive(shipper);
+      return records().length >= writtenCount;
+    },
     DELIVERY_DEADLINE_MS,
-    `the collector to ship ${written.length} lines (${shipper.records().length} so far)`,
+    `the collector to ship ${writtenCount} lines (${records().length} so far)`,
+  );
+  await postOne(port, 'otelcol-last');
+  await waitUntil(
+    () => records().some((r) => r.body?.stringValue?.includes('"otelcol-last"') === true),
+    DELIVERY_DEADLINE_MS,
+    'the collector to ship the last line',
   );
   for (const p of busy) p.kill('SIGKILL');
   shipper.proc.kill('SIGTERM');
   expect(await shipper.proc.exited).toBe(0);
-  const records = shipper.records();
-  const shipped = records.map((r) => Buffer.from(r.body?.stringValue ?? '', 'utf8'));
-  return { acknowledged, logFiles, written, records, shipped };
+  const exported = records();
+  const shipped = exported.map((r) => Buffer.from(r.body?.stringValue ?? '', 'utf8'));
+  const { logFiles, written } = logLines(logDir);
+  return { acknowledged, logFiles, written, records: exported, shipped, restarts };
 }
 
 describe('the OpenTelemetry Collector with the filelog receiver of testing/shippers/otel-collector/collector.yaml', () => {
@@ -279,11 +323,30 @@ describe('the OpenTelemetry Collector with the filelog receiver of testing/shipp
     expect(shippedCounts).toEqual(tally(written));
     const uids = new Set(shipped.map(uidOf));
     expect(acknowledged.filter((uid) => !uids.has(uid))).toEqual([]);
-    expect(shipped.every((l) => l.includes(Buffer.from(ODD_TEXT)) || uidOf(l) === 'otelcol-first')).toBe(
-      true,
-    );
+    expect(
+      shipped.every(
+        (l) => l.includes(Buffer.from(ODD_TEXT)) || ['otelcol-first', 'otelcol-last'].includes(uidOf(l)),
+      ),
+    ).toBe(true);
     // The example's operators put the uid beside the body for indexing.
     expect(records.every((r, i) => attribute(r, 'k8s.audit.uid') === uidOf(shipped[i] as Buffer))).toBe(true);
+  }, 90_000);
+
+  it('ships every line exactly once when the collector is restarted under load (file_storage keeps positions)', async () => {
+    // The same load as above; the collector is stopped after 3,000 records and started again while lines
+    // go on being written and files rotated. Read positions in file_storage make the new one go on where
+    // the old one stopped, in every file, renamed ones included.
+    const { acknowledged, written, shipped, restarts } = await shipUnderLoad(
+      ['--logger-max-size=1'],
+      8_000,
+      2_000,
+      (i) => (i % 1000 === 999 ? 1_500_000 : i % 100 === 99 ? 200_000 : 1_000),
+      { restartAfter: 3_000 },
+    );
+    expect(restarts).toBe(1);
+    expect(acknowledged.length).toBe(8_000);
+    expect(shipped.length).toBe(written.length);
+    expect(tally(shipped)).toEqual(tally(written));
   }, 90_000);
 
   it('ships lines of 5 MiB whole', async () => {
