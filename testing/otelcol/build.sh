@@ -6,7 +6,9 @@
 #
 # Output: $OTELCOL_BIN_DIR (default: <repo>/.cache/otelcol-bin, gitignored). Skips the build when the
 # binary is newer than go.mod, go.sum and every .go file of the module; --force rebuilds anyway.
-# Needs Go 1.26. Cost on 2 cores: see COST below (measured, and printed at the end of each build).
+# Needs Go 1.26, no C compiler. Cost on 2 cores: ~77 s with empty module and build caches (420 MB of
+# modules), ~70 s with the modules present, ~50 s with Go's standard library already in the build cache,
+# 1-2 s after a change to main.go.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
