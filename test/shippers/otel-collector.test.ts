@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import {
+  compareLines,
   linesOf,
   ODD_TEXT,
   postReviews,
@@ -48,6 +49,10 @@ const BUSY_PROCESSES = 2;
 const BUSY_LIMIT_SECONDS = 60;
 /** The file exporter writes what it holds this often (its default is 1 s). */
 const EXPORT_FLUSH_INTERVAL = '100ms';
+
+/** The receiver's error when a file it listed was renamed before it opened it (a rotation in between). */
+const RENAMED_WHILE_OPENING =
+  /\tFailed to open file\t.*"error": "open [^"]*\/audit\.log: no such file or directory"/;
 
 /** One log record as the file exporter writes it (OTLP JSON), the fields the test reads. */
 type ExportedRecord = {
@@ -208,6 +213,13 @@ function alive(shipper: Collector): void {
     throw new Error(`the collector exited ${shipper.proc.exitCode}: ${shipper.stderr()}`);
 }
 
+/** Stops the collector with SIGTERM: its exit status, and its log when that is not 0. */
+async function stop(shipper: Collector): Promise<{ code: number; log: string }> {
+  shipper.proc.kill('SIGTERM');
+  const code = await shipper.proc.exited;
+  return { code, log: code === 0 ? '' : shipper.stderr() };
+}
+
 /** Posts one review with `uid` and expects it acknowledged. */
 async function postOne(port: number, uid: string): Promise<void> {
   const response = await fetch(`https://127.0.0.1:${port}/log-request`, {
@@ -272,8 +284,7 @@ async function shipUnderLoad(
   if (options.restartAfter !== undefined) {
     const restartAfter = options.restartAfter;
     await waitUntil(() => records().length >= restartAfter, DELIVERY_DEADLINE_MS, `${restartAfter} records`);
-    shipper.proc.kill('SIGTERM');
-    expect(await shipper.proc.exited).toBe(0);
+    expect(await stop(shipper)).toEqual({ code: 0, log: '' });
     // The load goes on meanwhile: files rotate while no collector reads them.
     shipper = await startCollector(logDir, output);
     collector = shipper;
@@ -297,15 +308,16 @@ async function shipUnderLoad(
     'the collector to ship the last line',
   );
   for (const p of busy) p.kill('SIGKILL');
-  shipper.proc.kill('SIGTERM');
-  expect(await shipper.proc.exited).toBe(0);
+  expect(await stop(shipper)).toEqual({ code: 0, log: '' });
   const exported = records();
   const shipped = exported.map((r) => Buffer.from(r.body?.stringValue ?? '', 'utf8'));
   const { logFiles, written } = logLines(logDir);
-  // The collector's own log: a warning (a deprecated name in the example, say) or an error fails the test.
+  // The collector's own log: a warning (a deprecated name in the example, say) or an error fails the test,
+  // but for one: audit.log renamed between the receiver's directory listing and its open. The renamed
+  // file is found under its new name at the next poll (the comparison below shows that nothing is lost).
   const complaints = runs
     .flatMap((run) => run.stderr().split('\n'))
-    .filter((line) => /\t(warn|error)\t/.test(line));
+    .filter((line) => /\t(warn|error)\t/.test(line) && !RENAMED_WHILE_OPENING.test(line));
   return { acknowledged, logFiles, written, records: exported, shipped, restarts, complaints };
 }
 
@@ -324,10 +336,9 @@ describe('the OpenTelemetry Collector with the file_log receiver of testing/ship
     expect(logFiles.length).toBeGreaterThan(25);
     // Every record's body is a string: a line the receiver read whole, not bytes or a parsed map.
     expect(records.filter((r) => typeof r.body?.stringValue !== 'string').length).toBe(0);
+    expect(compareLines(shipped, written)).toEqual({ repeated: [], lost: [], unknown: 0 });
     expect(shipped.length).toBe(written.length);
-    const shippedCounts = tally(shipped);
-    expect([...shippedCounts.values()].filter((n) => n > 1).length).toBe(0);
-    expect(shippedCounts).toEqual(tally(written));
+    expect(tally(shipped)).toEqual(tally(written));
     const uids = new Set(shipped.map(uidOf));
     expect(acknowledged.filter((uid) => !uids.has(uid))).toEqual([]);
     expect(
@@ -353,6 +364,7 @@ describe('the OpenTelemetry Collector with the file_log receiver of testing/ship
     expect(complaints).toEqual([]);
     expect(restarts).toBe(1);
     expect(acknowledged.length).toBe(8_000);
+    expect(compareLines(shipped, written)).toEqual({ repeated: [], lost: [], unknown: 0 });
     expect(shipped.length).toBe(written.length);
     expect(tally(shipped)).toEqual(tally(written));
   }, 90_000);

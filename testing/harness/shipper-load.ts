@@ -107,3 +107,29 @@ export function spinBusy(count: number, limitSeconds: number): Bun.Subprocess[] 
     }),
   );
 }
+
+/** How the shipped lines differ from the written ones: uids of lines repeated or lost, and lines never written. */
+export type LineDifferences = { repeated: string[]; lost: string[]; unknown: number };
+
+/** Compares shipped lines with written ones (each written line once): empty lists and 0 when exact. */
+export function compareLines(shipped: readonly Buffer[], written: readonly Buffer[]): LineDifferences {
+  const shippedCounts = tally(shipped);
+  const writtenCounts = tally(written);
+  const uid = (key: string) => {
+    try {
+      return uidOf(Buffer.from(key, 'latin1'));
+    } catch {
+      return `(not JSON: ${key.length} bytes)`;
+    }
+  };
+  const repeated: string[] = [];
+  const lost: string[] = [];
+  let unknown = 0;
+  for (const [key, n] of shippedCounts) {
+    const expected = writtenCounts.get(key);
+    if (expected === undefined) unknown++;
+    else if (n > expected) repeated.push(uid(key));
+  }
+  for (const [key, n] of writtenCounts) if ((shippedCounts.get(key) ?? 0) < n) lost.push(uid(key));
+  return { repeated, lost, unknown };
+}
