@@ -1,10 +1,10 @@
 /**
  * @module test/shippers/otel-collector — a second real shipper on the real file: an OpenTelemetry Collector
- * (built from Go modules by testing/otelcol/build.sh: file_log receiver, file_storage, file exporter) runs the
- * file_log receiver and file_storage extension of testing/shippers/otel-collector/collector.yaml as it is, only its path replaced, and
- * follows the audit log that the compiled kube-audit-rest writes under load through dozens of rotations
- * with the cores kept busy; every acknowledged request arrives exactly once, its log body byte for byte the
- * line that was written.
+ * (built from Go modules by testing/otelcol/build.sh: file_log receiver, file_storage, file exporter) runs
+ * the file_log receiver and file_storage extension of testing/shippers/otel-collector/collector.yaml as
+ * they are, only their paths replaced, and follows the audit log that the compiled kube-audit-rest writes
+ * under load through dozens of rotations with the cores kept busy, also across a restart of the collector;
+ * every acknowledged request arrives exactly once, its log body byte for byte the line that was written.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'bun:test';
 import {
