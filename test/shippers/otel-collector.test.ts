@@ -6,7 +6,7 @@
  * under load through dozens of rotations with the cores kept busy, also across a restart of the collector;
  * every acknowledged request arrives exactly once, its log body byte for byte the line that was written.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'bun:test';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test';
 import {
   closeSync,
   mkdirSync,
@@ -101,6 +101,8 @@ beforeAll(async () => {
   ]);
   if (status !== 0) throw new Error(`testing/otelcol/build.sh failed (exit ${status}):\n${stdout}${stderr}`);
 }, BUILD_TIMEOUT_MS);
+
+afterAll(() => rmSync(certDir, { recursive: true, force: true }));
 
 afterEach(async () => {
   for (const p of busy) p.kill('SIGKILL');

@@ -4,7 +4,7 @@
  * writes under load through dozens of rotations, with the cores kept busy; every acknowledged request arrives exactly once, and
  * every line arrives byte for byte as it was written (lines of 5 MiB included).
  */
-import { afterEach, beforeAll, describe, expect, it } from 'bun:test';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -61,6 +61,8 @@ beforeAll(async () => {
   ca = await makeCa(certDir);
   cert = await makeServerCert(certDir, ca);
 });
+
+afterAll(() => rmSync(certDir, { recursive: true, force: true }));
 
 afterEach(async () => {
   for (const p of busy) p.kill('SIGKILL');
