@@ -1,7 +1,8 @@
 // Command otelcol is a minimal OpenTelemetry Collector for kube-audit-rest's shipper test
-// (test/shippers/otel-collector.test.ts): the filelog receiver, the file_storage extension for read
-// positions, and the file exporter, nothing else, so that it builds in a few minutes on two cores.
-// testing/shippers/otel-collector/collector.yaml is the complete example this test checks the receiver of.
+// (test/shippers/otel-collector.test.ts): the file_log receiver, the file_storage extension for read
+// positions, and the file exporter, nothing else, so that it builds in about a minute and a half on two
+// cores. testing/shippers/otel-collector/collector.yaml is the complete example whose receiver and
+// storage sections the test runs.
 package main
 
 import (
