@@ -4,10 +4,18 @@
  * writes under load through dozens of rotations, with the cores kept busy; every acknowledged request arrives exactly once, and
  * every line arrives byte for byte as it was written (lines of 5 MiB included).
  */
-import { afterEach, beforeAll, describe, expect, it } from 'bun:test';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'bun:test';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import {
+  linesOf,
+  ODD_TEXT,
+  postReviews,
+  spinBusy,
+  tally,
+  uidOf,
+} from '../../testing/harness/shipper-load.ts';
 import { makeCa, makeServerCert, type TestCa, type TestServerCert } from '../helpers/certs.ts';
 import { reviewBody, type ServerProcess, startServer, waitUntil } from '../helpers/server-process.ts';
 
@@ -26,8 +34,6 @@ const EXAMPLE_PATHS = {
   input: '/var/log/kube-audit-rest/audit*.log',
   output: '/var/log/kube-audit-rest-shipped/audit.jsonl',
 };
-/** Concurrent clients, as an API server with a few connections open. */
-const CLIENTS = 8;
 /** rsyslogd must have delivered every line within this long after the load ends. */
 const DELIVERY_DEADLINE_MS = 30_000;
 /** rsyslogd writes its pid file and opens its inputs within this long. */
@@ -55,6 +61,8 @@ beforeAll(async () => {
   ca = await makeCa(certDir);
   cert = await makeServerCert(certDir, ca);
 });
+
+afterAll(() => rmSync(certDir, { recursive: true, force: true }));
 
 afterEach(async () => {
   for (const p of busy) p.kill('SIGKILL');
@@ -99,73 +107,6 @@ function startRsyslog(logDir: string): Rsyslog {
   return { proc, stderr: () => text, output };
 }
 
-/** Lines in a file, each without its LF; an absent file has none. */
-function linesOf(path: string): Buffer[] {
-  let data: Buffer;
-  try {
-    data = readFileSync(path);
-  } catch {
-    return [];
-  }
-  const lines: Buffer[] = [];
-  let start = 0;
-  for (let i = data.indexOf(10); i !== -1; i = data.indexOf(10, start)) {
-    lines.push(data.subarray(start, i));
-    start = i + 1;
-  }
-  // A last piece without LF is a line rsyslog tore: keep it so that the comparison shows it.
-  if (start < data.length) lines.push(data.subarray(start));
-  return lines;
-}
-
-/** Counts each distinct line. */
-function tally(lines: readonly Buffer[]): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const line of lines) {
-    const key = line.toString('latin1');
-    counts.set(key, (counts.get(key) ?? 0) + 1);
-  }
-  return counts;
-}
-
-/** The uid of an audit line. */
-function uidOf(line: Buffer): string {
-  return (JSON.parse(line.toString('utf8')) as { request: { uid: string } }).request.uid;
-}
-
-/** Body text: unicode, an escaped newline and a raw DEL byte (valid JSON, and a control byte to syslog). */
-const ODD_TEXT = 'café \\n \u007f end';
-
-/**
- * Posts `count` reviews with unique uids from {@link CLIENTS} clients, at most `perSecond` a second
- * (pacing, so that rotations come every ~100 ms rather than all at once), `sizeOf(i)` bytes of padding
- * each. Resolves the uids that were answered 200.
- */
-async function load(port: number, count: number, perSecond: number, sizeOf: (i: number) => number) {
-  const acknowledged: string[] = [];
-  const started = performance.now();
-  let next = 0;
-  const client = async () => {
-    while (next < count) {
-      const i = next++;
-      const wait = started + (i * 1000) / perSecond - performance.now();
-      if (wait > 0) await Bun.sleep(wait);
-      const uid = `rsyslog-${i}`;
-      const body = reviewBody(uid, `,"object":{"note":"${ODD_TEXT}","data":"${'x'.repeat(sizeOf(i))}"}`);
-      const response = await fetch(`https://127.0.0.1:${port}/log-request`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body,
-        tls: { ca: ca.cert },
-      });
-      await response.arrayBuffer();
-      if (response.status === 200) acknowledged.push(uid);
-    }
-  };
-  await Promise.all(Array.from({ length: CLIENTS }, client));
-  return acknowledged;
-}
-
 /**
  * Runs kube-audit-rest with `serverArgs` and rsyslogd with the example, proves rsyslog follows the file
  * with one request, applies the load, waits until rsyslog has passed on as many lines as were written,
@@ -206,15 +147,15 @@ async function shipUnderLoad(
     'rsyslog to ship the first line',
   );
 
-  busy = Array.from({ length: BUSY_PROCESSES }, () =>
-    // bash itself spins (no child to outlive a kill) and stops after BUSY_LIMIT_SECONDS regardless.
-    Bun.spawn(['bash', '-c', `while (( SECONDS < ${BUSY_LIMIT_SECONDS} )); do :; done`], {
-      stdin: 'ignore',
-      stdout: 'ignore',
-      stderr: 'ignore',
-    }),
-  );
-  const acknowledged = await load(port, count, perSecond, sizeOf);
+  busy = spinBusy(BUSY_PROCESSES, BUSY_LIMIT_SECONDS);
+  const acknowledged = await postReviews({
+    port,
+    ca: ca.cert,
+    count,
+    perSecond,
+    sizeOf,
+    uidPrefix: 'rsyslog',
+  });
   const logFiles = readdirSync(logDir).filter((f) => f.startsWith('audit'));
   const written = logFiles.flatMap((f) => linesOf(join(logDir, f)));
   const writtenBytes = logFiles.reduce((sum, f) => sum + statSync(join(logDir, f)).size, 0);
