@@ -18,7 +18,7 @@
  * A missing or expired signing CA (first start, or a cluster switched off past its CA's expiry) is replaced at
  * once: then nothing better is possible, and the caBundle follows within a second.
  */
-import { type StoredCertificate, type StoredPair, storedPair, type TlsState } from './state.ts';
+import { type StoredCertificate, type StoredPair, storedPair, type TlsState, tlsState } from './state.ts';
 import { createCaCertificate, createServingCertificate, generateKeyPair, ipAddressBytes } from './x509.ts';
 
 /**
@@ -252,13 +252,5 @@ export function applySteps(
         break;
     }
   }
-  return {
-    state: {
-      ...(signing && { signing }),
-      ...(next && { next }),
-      ...(previous && { previous }),
-      ...(serving && { serving }),
-    },
-    made,
-  };
+  return { state: tlsState({ signing, next, previous, serving }), made };
 }

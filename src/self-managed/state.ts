@@ -55,6 +55,22 @@ export type TlsState = {
   readonly serving?: StoredPair;
 };
 
+/** A {@link TlsState} of the parts given, leaving out those that are undefined (the type has no undefined members). */
+export function tlsState(parts: {
+  signing: StoredPair | undefined;
+  next: StoredPair | undefined;
+  previous: StoredCertificate | undefined;
+  serving: StoredPair | undefined;
+}): TlsState {
+  const { signing, next, previous, serving } = parts;
+  return {
+    ...(signing && { signing }),
+    ...(next && { next }),
+    ...(previous && { previous }),
+    ...(serving && { serving }),
+  };
+}
+
 /** Parses one PEM certificate; throws with the parser's reason. */
 export function storedCertificate(pem: string): StoredCertificate {
   const x509 = new X509Certificate(pem);
@@ -117,15 +133,7 @@ export function readState(data: Readonly<Record<string, string>> | undefined): R
     // stays trusted, as the previous CA, while a new one takes over.
     previous = orphanedCa(text(values, SECRET_KEYS.signingCert));
   }
-  return {
-    state: {
-      ...(signing && { signing }),
-      ...(next && { next }),
-      ...(previous && { previous }),
-      ...(serving && { serving }),
-    },
-    problems,
-  };
+  return { state: tlsState({ signing, next, previous, serving }), problems };
 }
 
 /** The certificate of `pem` if it is a CA certificate, whatever became of its key; undefined otherwise. */

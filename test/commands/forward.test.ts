@@ -7,7 +7,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'bun:test';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Consumer } from '@platformatic/kafka';
 import { FORWARD_EXIT } from '../../src/commands/forward.ts';
 import { FORWARD_FLAGS, FORWARD_HELP, parseForwardArgs } from '../../src/config/forward.ts';
 import { readCheckpoint } from '../../src/forward/checkpoint.ts';
@@ -17,7 +16,7 @@ import {
   startAuditWebhookReceiver,
 } from '../../testing/harness/audit-webhook-receiver.ts';
 import { checkEvents } from '../../testing/harness/event-oracles.ts';
-import { type KafkaBroker, startKafka } from '../../testing/harness/kafka.ts';
+import { consumeTopic, type KafkaBroker, startKafka } from '../../testing/harness/kafka.ts';
 import { appendEvents, ids } from '../forward/helpers.ts';
 import { makeCa, makeServerCert, type TestCa, type TestServerCert } from '../helpers/certs.ts';
 import { DELIVERED, type ForwardProcess, startForward } from '../helpers/forward-process.ts';
@@ -102,50 +101,6 @@ function uidsByFile(logPath: string): string[][] {
 /** Each id once, at its first place. */
 function firstSeen(list: readonly string[]): string[] {
   return [...new Set(list)];
-}
-
-type Received = { auditID: string; stage: string; key: string; header: string | undefined; value: string };
-
-/** Reads `topic` from the start until `enough` says so or `ms` pass. */
-async function consume(
-  bootstrap: string,
-  topic: string,
-  enough: (records: Received[]) => boolean,
-  ms = 90_000,
-): Promise<Received[]> {
-  const consumer = new Consumer({
-    clientId: 'kar-forward-test',
-    groupId: `kar-forward-test-${crypto.randomUUID()}`,
-    bootstrapBrokers: [bootstrap],
-  });
-  const records: Received[] = [];
-  const stream = await consumer.consume({
-    topics: [topic],
-    mode: 'earliest',
-    autocommit: false,
-    maxWaitTime: 200,
-  });
-  const deadline = setTimeout(() => void stream.close(), ms);
-  try {
-    for await (const message of stream) {
-      const value = message.value.toString();
-      const event = JSON.parse(value) as { auditID: string; stage: string };
-      const header = message.headerEntries.find(([k]) => String(k) === 'auditID')?.[1];
-      records.push({
-        auditID: event.auditID,
-        stage: event.stage,
-        key: message.key.toString(),
-        header: header === undefined ? undefined : String(header),
-        value,
-      });
-      if (enough(records)) break;
-    }
-  } finally {
-    clearTimeout(deadline);
-    await stream.close().catch(() => {});
-    await consumer.close(true).catch(() => {});
-  }
-  return records;
 }
 
 /** The compression codec of every record batch in a partition's segment files (Kafka's v2 batch layout). */
@@ -416,7 +371,7 @@ describe('kube-audit-rest forward, the executable', () => {
       expect(acked).toHaveLength(REQUESTS);
       const events = REQUESTS + Array.from({ length: REQUESTS }, (_, i) => i).filter(isExec).length;
       const uids = new Set(acked);
-      const records = await consume(
+      const records = await consumeTopic(
         b.bootstrap,
         'audit-load',
         (r) => new Set(r.map((x) => x.auditID)).size >= uids.size,
@@ -489,7 +444,7 @@ describe('kube-audit-rest forward, the executable', () => {
         })),
       );
       const total = sent.reduce((n, x) => n + x.uids.length, 0);
-      const records = await consume(
+      const records = await consumeTopic(
         b.bootstrap,
         'audit-central',
         (r) => new Set(r.map((x) => x.auditID)).size >= total,
@@ -528,7 +483,7 @@ describe('kube-audit-rest forward, the executable', () => {
       ]);
       await waitUntil(async () => (await f.metric(DELIVERED)) === 2000, 60_000, `2000 events with ${codec}`);
       expect(await f.terminate()).toBe(0);
-      const records = await consume(b.bootstrap, topic, (r) => r.length >= 2000);
+      const records = await consumeTopic(b.bootstrap, topic, (r) => r.length >= 2000);
       expect(records.map((r) => r.auditID)).toEqual(ids(codec, 0, 2000));
       const codecs = batchCodecs(b, topic);
       expect(codecs.length).toBeGreaterThan(0);
@@ -554,7 +509,7 @@ describe('kube-audit-rest forward, the executable', () => {
     ]);
     await waitUntil(async () => (await f.metric(DELIVERED)) === 200, 60_000, '200 events over SCRAM');
     expect(await f.terminate()).toBe(0);
-    const records = await consume(b.bootstrap, 'audit-scram', (r) => r.length >= 200);
+    const records = await consumeTopic(b.bootstrap, 'audit-scram', (r) => r.length >= 200);
     expect(records.map((r) => r.auditID)).toEqual(ids('scram', 0, 200));
   }, 120_000);
 

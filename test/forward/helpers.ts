@@ -5,6 +5,7 @@ import { gzipSync } from 'node:zlib';
 import type { ForwardEvent, ForwardSink } from '../../src/forward/sink.ts';
 import { DeliveryError } from '../../src/forward/sink.ts';
 import { backupName } from '../../src/sink/rotation.ts';
+import type { LineSink } from '../../src/sink/sink.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -107,4 +108,34 @@ export async function until(check: () => boolean, what: string, ms = 10_000): Pr
 /** Encodes a string. */
 export function bytes(text: string): Uint8Array {
   return encoder.encode(text);
+}
+
+/** Load a test runs beside what it checks; see {@link writePaced}. */
+export type PacedWriter = {
+  /** Lines written so far. */
+  written(): number;
+  /** Settles once every line is written. */
+  done: Promise<void>;
+};
+
+/**
+ * Writes the Event lines `<prefix>-0` .. `<prefix>-<total-1>` (each about `pad` bytes) through `sink`, `step`
+ * lines awaited together, pausing `pauseMs` after each step so that the bounded load spans what the test does
+ * meanwhile (an outage, a restart).
+ */
+export function writePaced(
+  sink: Pick<LineSink, 'write'>,
+  options: { prefix: string; total: number; pad: number; step: number; pauseMs: number },
+): PacedWriter {
+  const { prefix, total, pad, step, pauseMs } = options;
+  let written = 0;
+  const done = (async () => {
+    while (written < total) {
+      const batch = ids(prefix, written, Math.min(total, written + step));
+      await Promise.all(batch.map((id) => sink.write(bytes(eventLine(id, pad)))));
+      written += batch.length;
+      await Bun.sleep(pauseMs);
+    }
+  })();
+  return { written: () => written, done };
 }

@@ -7,15 +7,14 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'bun:test';
 import { copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Consumer } from '@platformatic/kafka';
 import { Registry } from 'prom-client';
 import { createForwarder } from '../../src/forward/forwarder.ts';
 import { createKafkaSink, KAFKA_SASL_MECHANISMS, kafkaKeyOf } from '../../src/forward/kafka.ts';
 import { createFileSink } from '../../src/sink/file-sink.ts';
-import { type KafkaBroker, startKafka } from '../../testing/harness/kafka.ts';
+import { consumeTopic, type KafkaBroker, startKafka } from '../../testing/harness/kafka.ts';
 import { makeCa, makeServerCert, type TestCa } from '../helpers/certs.ts';
 import { makeTempDir, removeDir } from '../sink/helpers.ts';
-import { appendEvents, eventLine, ids, until } from './helpers.ts';
+import { appendEvents, ids, until, writePaced } from './helpers.ts';
 
 const SASL_USER = 'kar';
 const SASL_PASSWORD = 'kar-test-password';
@@ -32,48 +31,6 @@ const SASL_LOGINS: Record<(typeof KAFKA_SASL_MECHANISMS)[number], { user: string
 
 /** Startup of a cold JVM plus, on the very first run, the jar download. */
 const BROKER_START_TIMEOUT_MS = 600_000;
-
-type Consumed = { auditID: string; key: string; header: string | undefined; value: string };
-
-/** Reads `topic` from the start until `enough` says so or `ms` pass; returns the records in partition order. */
-async function consumeAll(
-  bootstrap: string,
-  topic: string,
-  enough: (records: Consumed[]) => boolean,
-  ms = 60_000,
-): Promise<Consumed[]> {
-  const consumer = new Consumer({
-    clientId: 'kar-test-consumer',
-    groupId: `kar-test-${crypto.randomUUID()}`,
-    bootstrapBrokers: [bootstrap],
-  });
-  const records: Consumed[] = [];
-  const stream = await consumer.consume({
-    topics: [topic],
-    mode: 'earliest',
-    autocommit: false,
-    maxWaitTime: 200,
-  });
-  const deadline = setTimeout(() => void stream.close(), ms);
-  try {
-    for await (const message of stream) {
-      const value = message.value.toString();
-      const header = message.headerEntries.find(([k]) => String(k) === 'auditID')?.[1];
-      records.push({
-        auditID: (JSON.parse(value) as { auditID: string }).auditID,
-        key: message.key.toString(),
-        header: header === undefined ? undefined : String(header),
-        value,
-      });
-      if (enough(records)) break;
-    }
-  } finally {
-    clearTimeout(deadline);
-    await stream.close().catch(() => {});
-    await consumer.close(true).catch(() => {});
-  }
-  return records;
-}
 
 describe('Kafka forwarding against a real broker', () => {
   let broker: KafkaBroker | undefined;
@@ -138,7 +95,7 @@ describe('Kafka forwarding against a real broker', () => {
     );
     await forwarder.stop();
     await sink.close();
-    const records = await consumeAll(b.bootstrap, 'audit-roundtrip', (r) => r.length >= total);
+    const records = await consumeTopic(b.bootstrap, 'audit-roundtrip', (r) => r.length >= total);
     expect(records.map((r) => r.auditID)).toEqual(ids('rt', 0, total));
     expect(new Set(records.map((r) => r.key))).toEqual(new Set(['test-cluster']));
     expect(records.every((r) => r.header === r.auditID)).toBe(true);
@@ -175,7 +132,7 @@ describe('Kafka forwarding against a real broker', () => {
         await forwarder.stop();
         await sink.close();
       }
-      const records = await consumeAll(b.bootstrap, topic, (r) => r.length >= 50);
+      const records = await consumeTopic(b.bootstrap, topic, (r) => r.length >= 50);
       expect(records.map((r) => r.auditID)).toEqual(ids(mechanism, 0, 50));
     }, 120_000);
   }
@@ -221,7 +178,7 @@ describe('Kafka forwarding against a real broker', () => {
       }
       expect(forwarder.metrics.value('failed')).toBe(0);
       expect(existsSync(checkpointPath)).toBe(true);
-      const records = await consumeAll(b.bootstrap, topic, (r) => r.length >= 5);
+      const records = await consumeTopic(b.bootstrap, topic, (r) => r.length >= 5);
       expect(records.map((r) => r.auditID)).toEqual(ids('w', 0, 5));
     }, 120_000);
   }
@@ -248,39 +205,32 @@ describe('Kafka forwarding against a real broker', () => {
       pollIntervalMs: 20,
     });
     forwarder.start();
-    let written = 0;
-    const writer = (async () => {
-      // Bounded load: `total` lines in steps of 100, paced so the run spans the outage.
-      while (written < total) {
-        const step = ids('kr', written, Math.min(total, written + 100));
-        await Promise.all(step.map((id) => fileSink.write(new TextEncoder().encode(eventLine(id, 300)))));
-        written += step.length;
-        await Bun.sleep(15);
-      }
-    })();
+    // Bounded load: `total` lines in steps of 100, paced so the run spans the outage.
+    const writer = writePaced(fileSink, { prefix: 'kr', total, pad: 300, step: 100, pauseMs: 15 });
     try {
       await until(() => forwarder.metrics.value('delivered') >= total / 4, 'a quarter delivered', 60_000);
       await b.kill();
-      const killedAt = written;
+      const killedAt = writer.written();
       await until(
-        () => written >= Math.min(total, killedAt + total / 4) && forwarder.metrics.value('retried') > 0,
+        () =>
+          writer.written() >= Math.min(total, killedAt + total / 4) && forwarder.metrics.value('retried') > 0,
         'lines written and sends failing while the broker is down',
         60_000,
       );
       await b.restart();
-      await writer;
+      await writer.done;
       await until(
         () => forwarder.metrics.value('delivered') >= total,
         'all delivered after the restart',
         120_000,
       );
     } finally {
-      await writer;
+      await writer.done;
       await forwarder.stop();
       await sink.close();
       await fileSink.close();
     }
-    const records = await consumeAll(
+    const records = await consumeTopic(
       b.bootstrap,
       'audit-restart',
       (r) => new Set(r.map((x) => x.auditID)).size >= total,

@@ -3,7 +3,7 @@
  * bench, and reads its metrics.
  */
 import { tmpdir } from 'node:os';
-import { ensureExecutable, freePort, waitUntil } from './server-process.ts';
+import { collect, ensureExecutable, freePort, waitUntil } from './server-process.ts';
 
 /** How long the forwarder may take to answer /healthz after start. */
 const READY_DEADLINE_MS = 15_000;
@@ -21,16 +21,6 @@ export type ForwardProcess = {
   /** Sends SIGTERM and resolves with the exit status. */
   terminate(): Promise<number>;
 };
-
-/** Collects a stream's text as it arrives. */
-function collect(stream: ReadableStream<Uint8Array>): () => string {
-  let text = '';
-  const decoder = new TextDecoder();
-  void (async () => {
-    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
-  })();
-  return () => text;
-}
 
 /** Reads one series' value from a Prometheus text exposition; NaN when it is not there. */
 export function seriesValue(text: string, series: string): number {

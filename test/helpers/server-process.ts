@@ -48,8 +48,8 @@ export type ServerProcess = {
   terminate(): Promise<number>;
 };
 
-/** Collects a stream's text as it arrives. */
-function collect(stream: ReadableStream<Uint8Array>): () => string {
+/** Collects a stream's text as it arrives; the function returns what has come so far. */
+export function collect(stream: ReadableStream<Uint8Array>): () => string {
   let text = '';
   const decoder = new TextDecoder();
   void (async () => {

@@ -45,6 +45,20 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 const missing = missingControlPlaneBinaries();
 
+/** Starts a control plane (with `apiServerArgs`), a client of it as admin, and the namespace {@link NS}. */
+async function startWithNamespace(
+  apiServerArgs: readonly string[] = [],
+): Promise<{ cp: ControlPlane; client: KubeClient }> {
+  const cp = await startControlPlane({ apiServerArgs });
+  const client = createKubeClient(kubeconfigConnection(cp.kubeconfigPath));
+  await createAsAdmin(cp, '/api/v1/namespaces', {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: NS },
+  });
+  return { cp, client };
+}
+
 describe('kube client (real kube-apiserver)', () => {
   if (missing.length > 0) {
     it('has the control plane binaries', () => {
@@ -58,14 +72,8 @@ describe('kube client (real kube-apiserver)', () => {
   let dir: string;
 
   beforeAll(async () => {
-    cp = await startControlPlane();
+    ({ cp, client } = await startWithNamespace());
     dir = await mkdtemp(join(tmpdir(), 'kar-kube-client-'));
-    client = createKubeClient(kubeconfigConnection(cp.kubeconfigPath));
-    await createAsAdmin(cp, '/api/v1/namespaces', {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name: NS },
-    });
   }, 90_000);
   afterAll(async () => {
     await cp?.stop();
@@ -247,13 +255,7 @@ describe('watchObject after etcd compacted the version it resumes from (real kub
   beforeAll(async () => {
     // Without the watch cache, a watch reads etcd itself, so a compacted version is refused with 410 as it
     // is when a long-lived watch falls behind on a busy cluster.
-    cp = await startControlPlane({ apiServerArgs: ['--watch-cache=false'] });
-    client = createKubeClient(kubeconfigConnection(cp.kubeconfigPath));
-    await createAsAdmin(cp, '/api/v1/namespaces', {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name: NS },
-    });
+    ({ cp, client } = await startWithNamespace(['--watch-cache=false']));
   }, 90_000);
   afterAll(async () => {
     await cp?.stop();

@@ -20,6 +20,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
+import { runCommand } from '../../testing/harness/command.ts';
 import {
   compareLines,
   linesOf,
@@ -30,7 +31,13 @@ import {
   uidOf,
 } from '../../testing/harness/shipper-load.ts';
 import { makeCa, makeServerCert, type TestCa, type TestServerCert } from '../helpers/certs.ts';
-import { reviewBody, type ServerProcess, startServer, waitUntil } from '../helpers/server-process.ts';
+import {
+  collect,
+  reviewBody,
+  type ServerProcess,
+  startServer,
+  waitUntil,
+} from '../helpers/server-process.ts';
 
 const REPO = resolve(import.meta.dir, '..', '..');
 const EXAMPLE = join(REPO, 'testing', 'shippers', 'otel-collector', 'collector.yaml');
@@ -87,19 +94,10 @@ beforeAll(async () => {
   cert = await makeServerCert(certDir, ca);
   // Returns at once when the binary is up to date; builds it otherwise (testing/setup runs it too).
   binDir = process.env.OTELCOL_BIN_DIR ?? join(REPO, '.cache', 'otelcol-bin');
-  const build = Bun.spawn(['bash', BUILD_SCRIPT], {
+  await runCommand(['bash', BUILD_SCRIPT], {
     env: { ...process.env, OTELCOL_BIN_DIR: binDir },
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    timeout: BUILD_TIMEOUT_MS,
+    timeoutMs: BUILD_TIMEOUT_MS,
   });
-  const [stdout, stderr, status] = await Promise.all([
-    new Response(build.stdout).text(),
-    new Response(build.stderr).text(),
-    build.exited,
-  ]);
-  if (status !== 0) throw new Error(`testing/otelcol/build.sh failed (exit ${status}):\n${stdout}${stderr}`);
 }, BUILD_TIMEOUT_MS);
 
 afterAll(() => rmSync(certDir, { recursive: true, force: true }));
@@ -199,11 +197,7 @@ async function startCollector(logDir: string, output: string): Promise<Collector
     stdout: 'ignore',
     stderr: 'pipe',
   });
-  let text = '';
-  void (async () => {
-    for await (const chunk of proc.stderr) text += new TextDecoder().decode(chunk);
-  })();
-  return { proc, stderr: () => text };
+  return { proc, stderr: collect(proc.stderr) };
 }
 
 /** The value of a string attribute of a record. */

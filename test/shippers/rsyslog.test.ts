@@ -17,7 +17,13 @@ import {
   uidOf,
 } from '../../testing/harness/shipper-load.ts';
 import { makeCa, makeServerCert, type TestCa, type TestServerCert } from '../helpers/certs.ts';
-import { reviewBody, type ServerProcess, startServer, waitUntil } from '../helpers/server-process.ts';
+import {
+  collect,
+  reviewBody,
+  type ServerProcess,
+  startServer,
+  waitUntil,
+} from '../helpers/server-process.ts';
 
 const EXAMPLE = resolve(
   import.meta.dir,
@@ -100,11 +106,7 @@ function startRsyslog(logDir: string): Rsyslog {
     stdout: 'ignore',
     stderr: 'pipe',
   });
-  let text = '';
-  void (async () => {
-    for await (const chunk of proc.stderr) text += new TextDecoder().decode(chunk);
-  })();
-  return { proc, stderr: () => text, output };
+  return { proc, stderr: collect(proc.stderr), output };
 }
 
 /**

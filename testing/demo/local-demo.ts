@@ -9,17 +9,11 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeCaAndServerCertInProcess } from '../../test/helpers/certs.ts';
+import { freePort } from '../../test/helpers/server-process.ts';
 
 const root = join(import.meta.dir, '..', '..');
 const dataDir = join(root, 'testing', 'locally', 'data');
 const READY_DEADLINE_MS = 10_000;
-
-function freePort(): number {
-  const s = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
 
 type Line = {
   request: {

@@ -3,6 +3,8 @@
  * plugin code) over Event lines, building them first when their sources changed.
  */
 import { join } from 'node:path';
+import { freePort } from '../../test/helpers/server-process.ts';
+import { runCommand } from './command.ts';
 
 const REPO = join(import.meta.dir, '..', '..');
 const BUILD_SCRIPT = join(REPO, 'testing', 'event-oracles', 'build.sh');
@@ -45,21 +47,10 @@ function binDirOf(options: EventOraclesOptions): string {
  */
 export async function ensureEventOracles(options: EventOraclesOptions = {}): Promise<string> {
   const binDir = binDirOf(options);
-  const build = Bun.spawn(['bash', BUILD_SCRIPT], {
+  await runCommand(['bash', BUILD_SCRIPT], {
     env: { ...process.env, EVENT_ORACLES_BIN_DIR: binDir },
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    timeout: BUILD_TIMEOUT_MS,
+    timeoutMs: BUILD_TIMEOUT_MS,
   });
-  const [stdout, stderr, status] = await Promise.all([
-    new Response(build.stdout).text(),
-    new Response(build.stderr).text(),
-    build.exited,
-  ]);
-  if (status !== 0) {
-    throw new Error(`testing/event-oracles/build.sh failed (exit ${status}):\n${stdout}${stderr}`);
-  }
   return binDir;
 }
 
@@ -161,14 +152,6 @@ export type FalcoWebhookSource = {
   stop(): Promise<void>;
 };
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (the source binds it itself, as Falco would). */
-function freeLoopbackPort(): number {
-  const probe = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
-  const { port } = probe;
-  probe.stop(true);
-  return port;
-}
-
 /**
  * Prepares Falco's k8saudit plugin as a webhook source (falco-fields `--webhook`): the plugin's own HTTPS
  * server and payload parser, given `certFile` and `keyFile` as the one PEM file (written into `pemDir`) that
@@ -186,7 +169,7 @@ export async function falcoWebhookSource(
   const binDir = await ensureEventOracles(options);
   const pem = join(options.pemDir, 'falco.pem');
   await Bun.write(pem, `${await Bun.file(options.keyFile).text()}${await Bun.file(options.certFile).text()}`);
-  const url = `https://127.0.0.1:${freeLoopbackPort()}/k8s-audit`;
+  const url = `https://127.0.0.1:${freePort()}/k8s-audit`;
   const received: FalcoReceived[] = [];
   let proc: Bun.Subprocess<'ignore', 'pipe', 'pipe'> | undefined;
   let reading: Promise<void> = Promise.resolve();

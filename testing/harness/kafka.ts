@@ -18,8 +18,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Admin } from '@platformatic/kafka';
+import { Admin, Consumer } from '@platformatic/kafka';
 import type { Subprocess } from 'bun';
+import { freePort } from '../../test/helpers/server-process.ts';
+import { runCommand } from './command.ts';
 
 /** The script that fetches the broker's jars (and prints their folder). */
 const FETCH_SCRIPT = resolve(import.meta.dir, '../kafka/fetch.sh');
@@ -29,6 +31,9 @@ const BROKER_HEAP = '-Xmx512m';
 
 /** How long a (re)start may take to answer metadata: a cold JVM on a busy 2-core machine. */
 const READY_DEADLINE_MS = 90_000;
+
+/** How long one run of Kafka's storage tool may take: a cold JVM on a busy machine. */
+const STORAGE_TOOL_TIMEOUT_MS = 60_000;
 
 /** How long the jar fetch may take: minutes on a cold Maven cache. */
 const FETCH_DEADLINE_MS = 600_000;
@@ -90,14 +95,6 @@ function addScramArgs(users: Record<string, string>): string[] {
   });
 }
 
-/** Finds a free TCP port on 127.0.0.1 by binding port 0. */
-async function freePort(): Promise<number> {
-  const listener = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
-}
-
 /** The listener lines for a SASL_SSL listener beside the PLAINTEXT one. */
 function saslSslProperties(
   port: number,
@@ -123,20 +120,9 @@ function saslSslProperties(
   };
 }
 
-async function run(cmd: string[], deadlineMs: number): Promise<string> {
-  const proc = Bun.spawn(cmd, { stdout: 'pipe', stderr: 'pipe', timeout: deadlineMs });
-  const [out, err, code] = await Promise.all([
-    new Response(proc.stdout).text(),
-    new Response(proc.stderr).text(),
-    proc.exited,
-  ]);
-  if (code !== 0) throw new Error(`${cmd.join(' ')} exited ${code}: ${err.trim().slice(-2000)}`);
-  return out;
-}
-
 /** Fetches the broker's jars if needed; returns their folder. The first run downloads from Maven Central. */
 export async function kafkaLibDir(): Promise<string> {
-  const out = await run(['bash', FETCH_SCRIPT], FETCH_DEADLINE_MS);
+  const out = await runCommand(['bash', FETCH_SCRIPT], { timeoutMs: FETCH_DEADLINE_MS });
   const lines = out.trim().split('\n');
   return lines[lines.length - 1] as string;
 }
@@ -146,10 +132,10 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
   const lib = await kafkaLibDir();
   const classpath = `${lib}/*`;
   const dir = mkdtempSync(join(tmpdir(), 'kar-kafka-'));
-  const port = await freePort();
-  const controllerPort = await freePort();
+  const port = freePort();
+  const controllerPort = freePort();
   const bootstrap = `127.0.0.1:${port}`;
-  const saslPort = options.saslSsl ? await freePort() : undefined;
+  const saslPort = options.saslSsl ? freePort() : undefined;
   const saslSslBootstrap = saslPort ? `127.0.0.1:${saslPort}` : undefined;
   const props: Record<string, string> = {
     'process.roles': 'broker,controller',
@@ -178,11 +164,15 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
       .map(([k, v]) => `${k}=${v}`)
       .join('\n')}\n`,
   );
-  const clusterId = (await run(['java', '-cp', classpath, 'kafka.tools.StorageTool', 'random-uuid'], 60_000))
+  const clusterId = (
+    await runCommand(['java', '-cp', classpath, 'kafka.tools.StorageTool', 'random-uuid'], {
+      timeoutMs: STORAGE_TOOL_TIMEOUT_MS,
+    })
+  )
     .trim()
     .split('\n')
     .pop() as string;
-  await run(
+  await runCommand(
     [
       'java',
       '-cp',
@@ -196,7 +186,7 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
       '--standalone',
       ...addScramArgs(options.saslSsl?.scramUsers ?? {}),
     ],
-    60_000,
+    { timeoutMs: STORAGE_TOOL_TIMEOUT_MS },
   );
 
   let proc: Subprocess<'ignore', 'pipe', 'pipe'> | undefined;
@@ -295,4 +285,62 @@ export async function startKafka(options: StartKafkaOptions = {}): Promise<Kafka
     throw error;
   }
   return broker;
+}
+
+/** One record read back by {@link consumeTopic}: the Event's auditID and stage, the key, the auditID header. */
+export type ConsumedRecord = {
+  auditID: string;
+  stage: string;
+  key: string;
+  header: string | undefined;
+  /** The record's value, the Event line as produced. */
+  value: string;
+};
+
+/** How long {@link consumeTopic} reads by default before it gives up. */
+const CONSUME_DEADLINE_MS = 90_000;
+
+/**
+ * Reads `topic` from its start, in partition order, with a consumer group of its own, until `enough` says so
+ * or `ms` pass; returns what it read either way, for the test to judge.
+ */
+export async function consumeTopic(
+  bootstrap: string,
+  topic: string,
+  enough: (records: ConsumedRecord[]) => boolean,
+  ms = CONSUME_DEADLINE_MS,
+): Promise<ConsumedRecord[]> {
+  const consumer = new Consumer({
+    clientId: 'kar-test-consumer',
+    groupId: `kar-test-${crypto.randomUUID()}`,
+    bootstrapBrokers: [bootstrap],
+  });
+  const records: ConsumedRecord[] = [];
+  const stream = await consumer.consume({
+    topics: [topic],
+    mode: 'earliest',
+    autocommit: false,
+    maxWaitTime: 200,
+  });
+  const deadline = setTimeout(() => void stream.close(), ms);
+  try {
+    for await (const message of stream) {
+      const value = message.value.toString();
+      const event = JSON.parse(value) as { auditID: string; stage: string };
+      const header = message.headerEntries.find(([k]) => String(k) === 'auditID')?.[1];
+      records.push({
+        auditID: event.auditID,
+        stage: event.stage,
+        key: message.key.toString(),
+        header: header === undefined ? undefined : String(header),
+        value,
+      });
+      if (enough(records)) break;
+    }
+  } finally {
+    clearTimeout(deadline);
+    await stream.close().catch(() => {});
+    await consumer.close(true).catch(() => {});
+  }
+  return records;
 }

@@ -13,39 +13,5 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-out="${OTELCOL_BIN_DIR:-$repo/.cache/otelcol-bin}"
-binary=otelcol
-
-force=0
-case "${1:-}" in
-  --force) force=1 ;;
-  '') ;;
-  *) echo "usage: $0 [--force]   (output dir: \$OTELCOL_BIN_DIR, default $repo/.cache/otelcol-bin)" >&2; exit 2 ;;
-esac
-
-up_to_date() {
-  local src
-  [[ -x "$out/$binary" ]] || return 1
-  while IFS= read -r -d '' src; do
-    [[ "$out/$binary" -nt "$src" ]] || return 1
-  done < <(find "$here" \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0)
-}
-
-if [[ $force -eq 0 ]] && up_to_date; then
-  echo "otelcol: up to date in $out; --force to rebuild"
-  exit 0
-fi
-
-command -v go >/dev/null || { echo "otelcol: go is not on PATH (Go 1.26 builds it)" >&2; exit 1; }
-cd "$here"
-mkdir -p "$out"
-stage="$(mktemp -d "$out/.build.XXXXXX")"
-trap 'rm -rf "$stage"' EXIT
-
-echo "otelcol: building $binary into $out ($(go version | cut -d' ' -f3), $(nproc) cores)"
-start=$(date +%s%N)
-# -mod=readonly: go.mod and go.sum are complete; fail instead of editing them. No cgo is needed, and
-# without it the binary is static. -s -w: no symbol tables, a smaller binary and a shorter link.
-CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags='-s -w' -o "$stage/$binary" .
-mv -f "$stage/$binary" "$out/$binary"
-echo "otelcol: built in $((($(date +%s%N) - start) / 1000000)) ms"
+# No cgo: the binary is static.
+exec bash "$repo/testing/setup/go-build.sh" otelcol "$here" "${OTELCOL_BIN_DIR:-$repo/.cache/otelcol-bin}" 0 . otelcol -- "$@"

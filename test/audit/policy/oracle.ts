@@ -4,6 +4,7 @@
  * failed build throws, so a test that needs the oracle fails rather than skips.
  */
 import { join } from 'node:path';
+import { runCommand } from '../../../testing/harness/command.ts';
 
 const REPO = join(import.meta.dir, '..', '..', '..');
 const BUILD_SCRIPT = join(REPO, 'testing', 'policy-oracle', 'build.sh');
@@ -25,13 +26,7 @@ export type OracleCheck = { accepted: boolean; strict?: boolean; error?: string 
 
 /** Builds the oracle if it is missing or older than its sources; throws with the build's output on failure. */
 export async function buildOracle(): Promise<void> {
-  const build = Bun.spawn(['bash', BUILD_SCRIPT], { stdout: 'pipe', stderr: 'pipe' });
-  const [stdout, stderr, code] = await Promise.all([
-    new Response(build.stdout).text(),
-    new Response(build.stderr).text(),
-    build.exited,
-  ]);
-  if (code !== 0) throw new Error(`policy-oracle build failed (exit ${code}):\n${stdout}${stderr}`);
+  await runCommand(['bash', BUILD_SCRIPT]);
 }
 
 /** Upstream's decision for each review line, evaluated under the policy in `policyFile`. */
